@@ -1,0 +1,108 @@
+# filewcount.gitops: every target creates or reuses .venv and installs the pinned requirements it needs.
+# Nothing is assumed on the machine but python3, make and git.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLAYBOOK := $(BIN)/ansible-playbook
+# Extra arguments for ansible-playbook, e.g. make bootstrap ARGS="-e gitops_mode=github"
+ARGS ?=
+# Where the pinned upstream schemas live (CRDs, chart values); see shared/schemas/README.md.
+FILEWCOUNT_SCHEMAS_DIR ?= $(abspath ../shared/schemas)
+export FILEWCOUNT_SCHEMAS_DIR
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: help venv venv-test bootstrap teardown purge load-test status sync upgrade \
+	test lint sanity units manifests molecule test-e2e benchmark schemas changelog clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@touch $@
+
+$(TEST_STAMP): $(RUNTIME_STAMP) requirements-test.txt constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	@touch $@
+
+venv: $(RUNTIME_STAMP) ## Create .venv with the runtime requirements
+venv-test: $(TEST_STAMP) ## Create .venv with the test requirements
+
+# --- The product -------------------------------------------------------------------------------------------
+
+bootstrap: venv ## Create the kind cluster, bootstrap Flux and wait until everything works
+	$(PLAYBOOK) playbooks/bootstrap.yml $(ARGS)
+
+teardown: venv ## Delete the cluster and everything bootstrap started outside it
+	$(PLAYBOOK) playbooks/teardown.yml $(ARGS)
+
+purge: venv ## Teardown, and also remove caches and persisted data
+	$(PLAYBOOK) playbooks/teardown.yml -e teardown_purge=true $(ARGS)
+
+load-test: venv ## Run the ab load test and write a report (results.json, report.md, chart.png)
+	$(PLAYBOOK) playbooks/load_test.yml $(ARGS)
+
+status: venv ## Print Flux, filewcount, HPA and metrics status
+	$(PLAYBOOK) playbooks/status.yml $(ARGS)
+
+sync: venv ## Push the current commit to the sync source and ask Flux to reconcile now
+	$(PLAYBOOK) playbooks/sync.yml $(ARGS)
+
+upgrade: venv ## Change the filewcount image tag through GitOps: make upgrade TAG=2.0
+	@test -n "$(TAG)" || { echo "Set the image tag to roll out, for example: make upgrade TAG=2.0"; exit 2; }
+	$(PLAYBOOK) playbooks/upgrade.yml -e filewcount_image_tag=$(TAG) $(ARGS)
+
+# --- Tests (make test is what CI runs) ---------------------------------------------------------------------
+
+test: lint sanity units manifests molecule ## The whole offline test suite
+	@echo "make test: lint, sanity, units, manifests and molecule passed"
+
+lint: venv-test ## ansible-lint (production profile), yamllint, ruff, changelog fragments
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/antsibull-changelog lint
+	@for p in playbooks/*.yml; do $(PLAYBOOK) --syntax-check "$$p" >/dev/null || exit 1; done; \
+		echo "syntax-check: every playbook passed"
+
+sanity: venv-test ## ansible-test sanity, offline, from a temporary ansible_collections tree
+	VENV=$(abspath $(VENV)) bash scripts/sanity.sh
+
+units: venv-test ## Unit tests of plugins, harness and playbook logic
+	$(BIN)/pytest tests/unit -q -p no:cacheprovider
+
+manifests: venv-test ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
+	$(BIN)/pytest tests/manifests -q -p no:cacheprovider
+
+molecule: venv-test ## Integration: the real playbooks against the emulated Kubernetes API
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/molecule test -s default
+
+test-e2e: venv-test ## Real end to end on a Docker host: kind, Flux, charts, filewcount, load test
+	@if ! bash tests/harness/can_pull_images.sh; then echo "test-e2e: skipped (see the reason above)"; exit 0; fi
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/molecule test -s kind
+
+benchmark: venv-test ## Benchmarks: bootstrap wall time and API requests, ab report parsing
+	$(BIN)/python tests/benchmarks/bench_bootstrap.py
+	$(BIN)/python tests/benchmarks/bench_ab_report.py
+
+schemas: ## Download the pinned CRDs and chart values into FILEWCOUNT_SCHEMAS_DIR (needs internet)
+	bash scripts/fetch-schemas.sh "$(FILEWCOUNT_SCHEMAS_DIR)"
+
+changelog: venv-test ## Render CHANGELOG.rst from changelogs/fragments
+	$(BIN)/antsibull-changelog release
+
+clean: ## Remove .venv and test output
+	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache
