@@ -20,7 +20,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 
 .PHONY: help venv venv-test bootstrap teardown purge load-test status sync upgrade \
-	test lint sanity units manifests molecule test-e2e benchmark schemas changelog clean
+	test lint sanity units manifests molecule test-e2e benchmark schemas docs changelog clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,7 @@ lint: venv-test ## ansible-lint (production profile), yamllint, ruff, changelog 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/python scripts/role_docs.py --check
 	@for p in playbooks/*.yml; do $(PLAYBOOK) --syntax-check "$$p" >/dev/null || exit 1; done; \
 		echo "syntax-check: every playbook passed"
 
@@ -100,6 +101,9 @@ benchmark: venv-test ## Benchmarks: bootstrap wall time and API requests, ab rep
 
 schemas: ## Download the pinned CRDs and chart values into FILEWCOUNT_SCHEMAS_DIR (needs internet)
 	bash scripts/fetch-schemas.sh "$(FILEWCOUNT_SCHEMAS_DIR)"
+
+docs: venv ## Regenerate roles/*/README.md from their argument specs
+	$(BIN)/python scripts/role_docs.py
 
 changelog: venv-test ## Render CHANGELOG.rst from changelogs/fragments
 	$(BIN)/antsibull-changelog release

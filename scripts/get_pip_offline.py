@@ -36,7 +36,7 @@ def main() -> int:
         env=original_env,
     )
     if bootstrap.returncode != 0:
-        sys.stderr.write("ensurepip could not bootstrap pip in %s\n" % sys.prefix)
+        sys.stderr.write(f"ensurepip could not bootstrap pip in {sys.prefix}\n")
         return bootstrap.returncode
     args = _pip_install_args(sys.argv[1:])
     if not args:
