@@ -29,11 +29,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(RUNTIME_STAMP): requirements.txt constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements.txt -c constraints.txt
 	@touch $@
 
 $(TEST_STAMP): $(RUNTIME_STAMP) requirements-test.txt constraints.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -r requirements-test.txt -c constraints.txt
 	@touch $@
 
 venv: $(RUNTIME_STAMP) ## Create .venv with the runtime requirements
