@@ -143,55 +143,56 @@ def _text(value, what: str) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if not isinstance(value, str):
-        raise AbFormatError(f"The {what} must be text, not {type(value).__name__}; pass the file's content as a string.")
+        raise AbFormatError(
+            f"The {what} must be text, not {type(value).__name__}; pass the file's content as a string."
+        )
     return value
 
 
-def _summary_line(report: dict, key: str, value: str, line_no: int, seen_time_per_request: list) -> None:
+# "Key" of a summary line -> (where it goes in the report, what it is called in error messages, whole number?)
+_SUMMARY_KEYS = {
+    "Server Port": (("server", "port"), "the server port", True),
+    "Concurrency Level": (("concurrency",), "the concurrency", True),
+    "Time taken for tests": (("time_taken_s",), "the time taken", False),
+    "Complete requests": (("complete_requests",), "the complete requests", True),
+    "Failed requests": (("failed_requests",), "the failed requests", True),
+    "Write errors": (("write_errors",), "the write errors", True),
+    "Non-2xx responses": (("non_2xx_responses",), "the non-2xx responses", True),
+    "Keep-Alive requests": (("keep_alive_requests",), "the keep-alive requests", True),
+    "Total body sent": (("total_body_sent_bytes",), "the body bytes sent", True),
+    "Total transferred": (("total_transferred_bytes",), "the bytes transferred", True),
+    "HTML transferred": (("html_transferred_bytes",), "the HTML bytes transferred", True),
+    "Requests per second": (("requests_per_second",), "the requests per second", False),
+    "Transfer rate": (("transfer_rate_kbytes_s",), "the transfer rate", False),
+}
+_TEXT_KEYS = {
+    "Server Software": ("server", "software"),
+    "Server Hostname": ("server", "hostname"),
+    "Document Path": ("document", "path"),
+}
+
+
+def _store(report: dict, path: tuple, value) -> None:
+    target = report
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+
+
+def _summary_line(report: dict, key: str, value: str, line_no: int) -> None:
     """Store one ``Key: value`` summary line; unknown keys (newer ab builds, TLS lines) are ignored."""
-    if key == "Server Software":
-        report["server"]["software"] = value or None
-    elif key == "Server Hostname":
-        report["server"]["hostname"] = value or None
-    elif key == "Server Port":
-        report["server"]["port"] = _int(value, line_no, "the server port")
-    elif key == "Document Path":
-        report["document"]["path"] = value or None
+    if key in _TEXT_KEYS:
+        _store(report, _TEXT_KEYS[key], value or None)
+    elif key in _SUMMARY_KEYS:
+        path, what, whole = _SUMMARY_KEYS[key]
+        _store(report, path, _int(value, line_no, what) if whole else _first_token_number(value, line_no, what))
     elif key == "Document Length":
         # "Variable" with -l: there is no single length.
         report["document"]["length_bytes"] = None if value == "Variable" else _int(value, line_no, "the length")
-    elif key == "Concurrency Level":
-        report["concurrency"] = _int(value, line_no, "the concurrency")
-    elif key == "Time taken for tests":
-        report["time_taken_s"] = _first_token_number(value, line_no, "the time taken")
-    elif key == "Complete requests":
-        report["complete_requests"] = _int(value, line_no, "the complete requests")
-    elif key == "Failed requests":
-        report["failed_requests"] = _int(value, line_no, "the failed requests")
-    elif key == "Write errors":
-        report["write_errors"] = _int(value, line_no, "the write errors")
-    elif key == "Non-2xx responses":
-        report["non_2xx_responses"] = _int(value, line_no, "the non-2xx responses")
-    elif key == "Keep-Alive requests":
-        report["keep_alive_requests"] = _int(value, line_no, "the keep-alive requests")
-    elif key == "Total body sent":
-        report["total_body_sent_bytes"] = _int(value, line_no, "the body bytes sent")
-    elif key == "Total transferred":
-        report["total_transferred_bytes"] = _int(value, line_no, "the bytes transferred")
-    elif key == "HTML transferred":
-        report["html_transferred_bytes"] = _int(value, line_no, "the HTML bytes transferred")
-    elif key == "Requests per second":
-        report["requests_per_second"] = _first_token_number(value, line_no, "the requests per second")
     elif key == "Time per request":
         # Printed twice: "(mean)" first, then "(mean, across all concurrent requests)".
-        number = _first_token_number(value, line_no, "the time per request")
-        if "across all" in value:
-            report["time_per_request_all_ms"] = number
-        else:
-            report["time_per_request_ms"] = number
-        seen_time_per_request.append(line_no)
-    elif key == "Transfer rate":
-        report["transfer_rate_kbytes_s"] = _first_token_number(value, line_no, "the transfer rate")
+        field = "time_per_request_all_ms" if "across all" in value else "time_per_request_ms"
+        report[field] = _first_token_number(value, line_no, "the time per request")
 
 
 def _connection_row(line: str, line_no: int, with_sd: bool) -> tuple[str, dict] | None:
@@ -208,80 +209,59 @@ def _connection_row(line: str, line_no: int, with_sd: bool) -> tuple[str, dict] 
         )
     values = [_number(field, line_no, "a connection time") for field in fields]
     if with_sd:
-        row = dict(zip(("min", "mean", "sd", "median", "max"), values))
+        row = dict(zip(("min", "mean", "sd", "median", "max"), values, strict=True))
     else:
         row = {"min": values[0], "mean": values[1], "sd": None, "median": None, "max": values[2]}
     return name, row
 
 
-def parse_stdout(text) -> dict:
-    """Parse the stdout of ``ab`` (ApacheBench 2.3) into a dict with a fixed set of keys.
+class _Sections:
+    """Collects the connection-time table and the percentile table while the lines are read."""
 
-    Values ab did not print are ``None``; the lines ab prints only when they apply (failure breakdown,
-    write errors, non-2xx responses, body sent) count as 0 when the summary is there.
-    Raises :class:`AbNoStatisticsError` when the text holds no statistics and :class:`AbFormatError`
-    when a value is not a number.
-    """
-    text = _text(text, "ab output")
-    report = _empty_report()
-    seen_time_per_request: list[int] = []
-    section = "summary"
-    with_sd = True
-    connection: dict = {}
-    percentiles: dict = {}
-    completed_total = None
+    def __init__(self) -> None:
+        self.section = "summary"
+        self.with_sd = True
+        self.connection: dict = {}
+        self.percentiles: dict = {}
 
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        total_match = _TOTAL_COMPLETED.search(line)
-        if total_match:
-            completed_total = int(total_match.group(1))
-            continue
+    def feed(self, line: str, line_no: int) -> bool:
+        """Consume ``line`` if it belongs to a table or starts one; return False for summary lines."""
         if line.startswith("Connection Times (ms)"):
-            section = "connection"
-            continue
-        if line.startswith("Percentage of the requests served"):
-            section = "percentiles"
-            continue
-        if section == "connection":
+            self.section = "connection"
+        elif line.startswith("Percentage of the requests served"):
+            self.section = "percentiles"
+        elif self.section == "connection":
             if line.startswith("min"):
-                with_sd = "sd" in line
-                continue
-            row = _connection_row(line, line_no, with_sd)
-            if row is not None:
-                connection[row[0]] = row[1]
-            # WARNING lines about unreliable medians and any other text are not data.
-            continue
-        if section == "percentiles":
+                self.with_sd = "sd" in line
+            else:
+                row = _connection_row(line, line_no, self.with_sd)
+                # WARNING lines about unreliable medians and any other text are not data.
+                if row is not None:
+                    self.connection[row[0]] = row[1]
+        elif self.section == "percentiles":
             match = _PERCENT_ROW.match(line)
             if match and match.group(1) in PERCENTILES:
-                percentiles[match.group(1)] = _number(match.group(2), line_no, "a percentile time")
-            continue
-        breakdown = _BREAKDOWN.match(line)
-        if breakdown:
-            report["failed_breakdown"] = dict(
-                zip(("connect", "receive", "length", "exceptions"), (int(g) for g in breakdown.groups()))
-            )
-            continue
-        match = _KEY_VALUE.match(line)
-        if match:
-            _summary_line(report, match.group(1), match.group(2), line_no, seen_time_per_request)
-
-    if report["complete_requests"] is None:
-        if completed_total is not None:
-            message = (
-                f"ab printed no statistics, only that {completed_total} requests completed before it stopped; "
-                "read ab's reason on stderr and fix the target or the options."
-            )
+                self.percentiles[match.group(1)] = _number(match.group(2), line_no, "a percentile time")
         else:
-            message = (
-                "The text holds no ab statistics (no 'Complete requests:' line); "
-                "pass the complete stdout of a finished ab run."
-            )
-        raise AbNoStatisticsError(message, completed_total)
+            return False
+        return True
 
+
+def _no_statistics(completed_total: int | None) -> AbNoStatisticsError:
+    if completed_total is not None:
+        message = (
+            f"ab printed no statistics, only that {completed_total} requests completed before it stopped; "
+            "read ab's reason on stderr and fix the target or the options."
+        )
+    else:
+        message = (
+            "The text holds no ab statistics (no 'Complete requests:' line); "
+            "pass the complete stdout of a finished ab run."
+        )
+    return AbNoStatisticsError(message, completed_total)
+
+
+def _complete(report: dict, sections: _Sections) -> dict:
     if report["failed_requests"] is None:
         raise AbFormatError(
             "The ab output has 'Complete requests' but no 'Failed requests' line, so it was cut or edited; "
@@ -297,11 +277,43 @@ def parse_stdout(text) -> dict:
     for key in ("write_errors", "non_2xx_responses", "total_body_sent_bytes"):
         if report[key] is None:
             report[key] = 0
-    if connection:
-        report["connection_times_ms"] = {name: connection.get(name) for name in CONNECTION_ROWS}
-    if percentiles:
-        report["percentiles_ms"] = {p: percentiles.get(p) for p in PERCENTILES}
+    if sections.connection:
+        report["connection_times_ms"] = {name: sections.connection.get(name) for name in CONNECTION_ROWS}
+    if sections.percentiles:
+        report["percentiles_ms"] = {p: sections.percentiles.get(p) for p in PERCENTILES}
     return report
+
+
+def parse_stdout(text) -> dict:
+    """Parse the stdout of ``ab`` (ApacheBench 2.3) into a dict with a fixed set of keys.
+
+    Values ab did not print are ``None``; the lines ab prints only when they apply (failure breakdown,
+    write errors, non-2xx responses, body sent) count as 0 when the summary is there, and
+    ``keep_alive_requests`` stays ``None`` without ``-k``.
+    Raises :class:`AbNoStatisticsError` when the text holds no statistics and :class:`AbFormatError`
+    when a value is not a number.
+    """
+    text = _text(text, "ab output")
+    report = _empty_report()
+    sections = _Sections()
+    completed_total = None
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        total_match = _TOTAL_COMPLETED.search(line)
+        if total_match:
+            completed_total = int(total_match.group(1))
+        elif sections.feed(line, line_no):
+            continue
+        elif breakdown := _BREAKDOWN.match(line):
+            values = (int(group) for group in breakdown.groups())
+            report["failed_breakdown"] = dict(zip(("connect", "receive", "length", "exceptions"), values, strict=True))
+        elif match := _KEY_VALUE.match(line):
+            _summary_line(report, match.group(1), match.group(2), line_no)
+    if report["complete_requests"] is None:
+        raise _no_statistics(completed_total)
+    return _complete(report, sections)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -379,9 +391,8 @@ def parse_gnuplot(source) -> dict:
     per_second: dict[int, list] = {}
     all_times: list = []
     count = 0
-    for line_no, line in enumerate(lines, start=2):
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", errors="replace")
+    for line_no, raw in enumerate(lines, start=2):
+        line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         fields = line.rstrip("\r\n").split("\t")
         if len(fields) != 6:
             if not line.strip():
@@ -403,7 +414,8 @@ def parse_gnuplot(source) -> dict:
             ) from None
         if second < 0 or ttime < 0:
             raise AbFormatError(
-                f"Row {line_no} of the ab gnuplot file has a negative time; pass the unmodified file written by 'ab -g FILE'."
+                f"Row {line_no} of the ab gnuplot file has a negative time; "
+                "pass the unmodified file written by 'ab -g FILE'."
             )
         bucket = per_second.get(second)
         if bucket is None:
@@ -411,15 +423,20 @@ def parse_gnuplot(source) -> dict:
         bucket.append(ttime)
         count += 1
     if not count:
-        return {"requests": 0, "start_epoch_s": None, "duration_s": 0, "ttime_ms": _latency_summary([]), "per_second": []}
+        return {
+            "requests": 0, "start_epoch_s": None, "duration_s": 0, "ttime_ms": _latency_summary([]), "per_second": [],
+        }
     first, last = min(per_second), max(per_second)
     timeline = []
     for second in range(first, last + 1):
         values = per_second.get(second, [])
         all_times.extend(values)
-        timeline.append(
-            {"offset_s": second - first, "epoch_s": second, "requests": len(values), "ttime_ms": _latency_summary(values)}
-        )
+        timeline.append({
+            "offset_s": second - first,
+            "epoch_s": second,
+            "requests": len(values),
+            "ttime_ms": _latency_summary(values),
+        })
     return {
         "requests": count,
         "start_epoch_s": first,
@@ -514,8 +531,56 @@ def _normalise_url(url) -> str:
     return url
 
 
+def _check_counts(requests, concurrency, time_limit, socket_timeout) -> None:
+    _positive(requests, "requests")
+    _positive(concurrency, "concurrency", allow_none=False)
+    _positive(time_limit, "time_limit")
+    _positive(socket_timeout, "socket_timeout")
+    if requests is None and time_limit is None:
+        raise AbArgumentError("Neither requests nor time_limit is set, so ab would send one request; set one of them.")
+    if concurrency > MAX_CONCURRENCY:
+        raise AbArgumentError(f"concurrency {concurrency} is above ab's limit of {MAX_CONCURRENCY}; lower concurrency.")
+    if requests is not None and concurrency > requests:
+        raise AbArgumentError(
+            f"concurrency {concurrency} is greater than requests {requests}, which ab refuses; "
+            "lower concurrency or raise requests."
+        )
+
+
+def _header_options(headers: Mapping | None) -> list:
+    options = []
+    for name, value in (headers or {}).items():
+        text_name, text_value = str(name), str(value)
+        if not _HEADER_NAME.match(text_name) or "\r" in text_value or "\n" in text_value:
+            raise AbArgumentError(
+                f"Header {text_name!r} has a name that is not an HTTP token or a value with a line break; fix headers."
+            )
+        options += ["-H", f"{text_name}: {text_value}"]
+    return options
+
+
+def _method_options(method: str | None, body_file: str | None, content_type: str | None) -> list:
+    method = (method or "GET").upper()
+    if method not in METHODS:
+        raise AbArgumentError(f"method {method!r} is not supported; use one of {', '.join(METHODS)}.")
+    if body_file and method not in ("POST", "PUT", "PATCH"):
+        raise AbArgumentError(f"body_file is set but method {method} sends no body; use POST, PUT or PATCH.")
+    if method in ("POST", "PUT") and not body_file:
+        raise AbArgumentError(f"method {method} needs body_file (ab sends its content); set body_file.")
+    if content_type and not body_file:
+        raise AbArgumentError("content_type is set but no body_file is sent; set body_file or drop content_type.")
+    options = {"GET": [], "HEAD": ["-i"], "POST": ["-p", body_file], "PUT": ["-u", body_file]}.get(method)
+    if options is None:
+        # PATCH, DELETE, OPTIONS: ab's -m sets the method; -p before it supplies a body.
+        options = (["-p", body_file] if body_file else []) + ["-m", method]
+    if body_file:
+        options += ["-T", content_type or "application/octet-stream"]
+    return options
+
+
 def build_argv(
     url: str,
+    *,
     ab_path: str = "ab",
     requests: int | None = None,
     concurrency: int = 1,
@@ -533,26 +598,7 @@ def build_argv(
 ) -> list:
     """Build ab's argv as a list (never a shell string); raise :class:`AbArgumentError` on invalid options."""
     url = _normalise_url(url)
-    _positive(requests, "requests")
-    _positive(concurrency, "concurrency", allow_none=False)
-    _positive(time_limit, "time_limit")
-    _positive(socket_timeout, "socket_timeout")
-    if requests is None and time_limit is None:
-        raise AbArgumentError("Neither requests nor time_limit is set, so ab would send one request; set one of them.")
-    if concurrency > MAX_CONCURRENCY:
-        raise AbArgumentError(f"concurrency {concurrency} is above ab's limit of {MAX_CONCURRENCY}; lower concurrency.")
-    if requests is not None and concurrency > requests:
-        raise AbArgumentError(
-            f"concurrency {concurrency} is greater than requests {requests}, which ab refuses; "
-            "lower concurrency or raise requests."
-        )
-    method = (method or "GET").upper()
-    if method not in METHODS:
-        raise AbArgumentError(f"method {method!r} is not supported; use one of {', '.join(METHODS)}.")
-    if body_file and method not in ("POST", "PUT", "PATCH"):
-        raise AbArgumentError(f"body_file is set but method {method} sends no body; use POST, PUT or PATCH.")
-    if method in ("POST", "PUT") and not body_file:
-        raise AbArgumentError(f"method {method} needs body_file (ab sends its content); set body_file.")
+    _check_counts(requests, concurrency, time_limit, socket_timeout)
     argv = [ab_path or "ab"]
     # -t implies -n 50000 in ab, so -t goes first and an explicit -n after it still bounds the run.
     if time_limit is not None:
@@ -562,33 +608,10 @@ def build_argv(
     argv += ["-c", str(concurrency)]
     if socket_timeout is not None:
         argv += ["-s", str(socket_timeout)]
-    if keep_alive:
-        argv.append("-k")
-    if variable_length:
-        argv.append("-l")
-    if continue_on_receive_errors:
-        argv.append("-r")
-    for name, value in (headers or {}).items():
-        name, value = str(name), str(value)
-        if not _HEADER_NAME.match(name) or "\r" in value or "\n" in value:
-            raise AbArgumentError(
-                f"Header {name!r} has a name that is not an HTTP token or a value with a line break; fix headers."
-            )
-        argv += ["-H", f"{name}: {value}"]
-    if method == "HEAD":
-        argv.append("-i")
-    elif method == "POST":
-        argv += ["-p", body_file]
-    elif method == "PUT":
-        argv += ["-u", body_file]
-    elif method in ("PATCH", "DELETE", "OPTIONS"):
-        if body_file:
-            argv += ["-p", body_file]
-        argv += ["-m", method]
-    if body_file:
-        argv += ["-T", content_type or "application/octet-stream"]
-    elif content_type:
-        raise AbArgumentError("content_type is set but no body_file is sent; set body_file or drop content_type.")
+    flags = (("-k", keep_alive), ("-l", variable_length), ("-r", continue_on_receive_errors))
+    argv += [flag for flag, wanted in flags if wanted]
+    argv += _header_options(headers)
+    argv += _method_options(method, body_file, content_type)
     if csv_file:
         argv += ["-e", csv_file]
     if gnuplot_file:

@@ -22,9 +22,13 @@ from __future__ import annotations
 import contextlib
 import http.server
 import itertools
+import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +48,7 @@ def _make_handler(mode: str, slow_seconds: float) -> type[http.server.BaseHTTPRe
         # Buffer the response so headers and body leave in one segment (no 40 ms delayed-ACK stall on keep-alive).
         wbufsize = 65536
 
-        def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        def log_message(self, format, *args):
             return
 
         def _next(self) -> int:
@@ -66,7 +70,7 @@ def _make_handler(mode: str, slow_seconds: float) -> type[http.server.BaseHTTPRe
             self.close_connection = True
             self.connection.close()
 
-        def do_GET(self):  # noqa: N802 - name required by BaseHTTPRequestHandler
+        def do_GET(self):
             n = self._next()
             if mode == "normal":
                 self._send(200, b"hello, world\n")
@@ -90,9 +94,9 @@ def _make_handler(mode: str, slow_seconds: float) -> type[http.server.BaseHTTPRe
             else:
                 self._send(200, b"hello, world\n")
 
-        do_HEAD = do_GET  # noqa: N815
+        do_HEAD = do_GET
 
-        def do_POST(self):  # noqa: N802 - name required by BaseHTTPRequestHandler
+        def do_POST(self):
             self._next()
             length = int(self.headers.get("Content-Length", "0") or 0)
             data = self.rfile.read(min(length, 1 << 20)) if length else b""
@@ -151,8 +155,6 @@ POST_BODY = b'{"files": ["a.txt", "b.txt"], "note": "ab POST body"}\n'
 
 def ab_path() -> str | None:
     """Return the path of ab, or None when apache2-utils is not installed."""
-    import shutil
-
     return shutil.which("ab")
 
 
@@ -161,9 +163,6 @@ def run_scenario(name: str, workdir: str) -> dict:
 
     The URL's port is random, so callers compare structure and numbers, not the exact text.
     """
-    import os
-    import subprocess
-
     mode, options, files = SCENARIOS[name]
     body = os.path.join(workdir, f"{name}.body")
     with open(body, "wb") as handle:
@@ -187,9 +186,6 @@ def run_scenario(name: str, workdir: str) -> dict:
 
 def write_fixtures(directory: str) -> None:
     """Regenerate tests/unit/fixtures/ab/: <name>.stdout, <name>.stderr, <name>.rc and the -e/-g files."""
-    import os
-    import tempfile
-
     os.makedirs(directory, exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir:
         for name in SCENARIOS:
