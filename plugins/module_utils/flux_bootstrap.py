@@ -129,9 +129,7 @@ def parse_duration(value: str) -> float:
         total += float(match.group(1)) * units[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text:
-        raise InvalidOptionError(
-            f"The duration {value!r} is not a Go duration; write it like 1m, 90s or 1h30m."
-        )
+        raise InvalidOptionError(f"The duration {value!r} is not a Go duration; write it like 1m, 90s or 1h30m.")
     return total
 
 
@@ -302,19 +300,26 @@ def build_desired(params: Mapping[str, Any]) -> Desired:
             if not params.get(opt):
                 raise InvalidOptionError(f"Provider github needs the option {opt}; set it (token from GITHUB_TOKEN).")
         token_auth = params.get("token_auth", True)
-        url = github_sync_url(params["owner"], params["repository"], params.get("hostname") or "github.com",
-                              token_auth)
-        return Desired(provider="github", url=url, **common,
-                       credentials_hash=credentials_hash(params["token"]) if token_auth else None,
-                       manage_secret=bool(token_auth))
+        url = github_sync_url(params["owner"], params["repository"], params.get("hostname") or "github.com", token_auth)
+        return Desired(
+            provider="github",
+            url=url,
+            **common,
+            credentials_hash=credentials_hash(params["token"]) if token_auth else None,
+            manage_secret=bool(token_auth),
+        )
     if provider != "git":
         raise InvalidOptionError(f"The provider {provider!r} is not supported; use github or git.")
     url, push_url = _git_source(params)
     password, private_key = params.get("password"), params.get("private_key")
-    return Desired(provider="git", url=url, push_url=push_url, **common,
-                   credentials_hash=credentials_hash(params.get("username") if password else None, password,
-                                                     private_key),
-                   manage_secret=bool(password or private_key))
+    return Desired(
+        provider="git",
+        url=url,
+        push_url=push_url,
+        **common,
+        credentials_hash=credentials_hash(params.get("username") if password else None, password, private_key),
+        manage_secret=bool(password or private_key),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- observed state
@@ -385,13 +390,16 @@ def _component_reasons(desired: Desired, observed: Observed) -> list[str]:
         reasons.append(f"components missing: {', '.join(sorted(wanted - present))}")
     if present - wanted:
         reasons.append(f"components to remove: {', '.join(sorted(present - wanted))}")
-    wrong = sorted(f"{c}={v or 'unknown'}" for c, v in observed.versions.items()
-                   if c in wanted and v != desired.version)
+    wrong = sorted(
+        f"{c}={v or 'unknown'}" for c, v in observed.versions.items() if c in wanted and v != desired.version
+    )
     if wrong:
         reasons.append(f"components not at {desired.version}: {', '.join(wrong)}")
     if observed.network_policy is not None and observed.network_policy != desired.network_policy:
-        reasons.append(f"network policies {'present' if observed.network_policy else 'absent'}, wanted "
-                       f"{'present' if desired.network_policy else 'absent'}")
+        reasons.append(
+            f"network policies {'present' if observed.network_policy else 'absent'}, wanted "
+            f"{'present' if desired.network_policy else 'absent'}"
+        )
     return reasons
 
 
@@ -503,8 +511,9 @@ class KubeApi:
         except Exception as exc:
             raise _api_error(f"read {kind} {namespace + '/' if namespace else ''}{name}", exc) from exc
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict]:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict]:
         res = self._resource(api_version, kind)
         if res is None:
             return []
@@ -524,20 +533,26 @@ class KubeApi:
             )
         try:
             return self.client.server_side_apply(
-                res, body=dict(obj), name=meta.get("name"), namespace=meta.get("namespace"),
-                field_manager=FIELD_MANAGER, force_conflicts=True,
+                res,
+                body=dict(obj),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
             ).to_dict()
         except Exception as exc:
             raise _api_error(f"apply {obj['kind']} {meta.get('name')}", exc) from exc
 
-    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
-                    patch: Mapping[str, Any]) -> dict:
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Mapping[str, Any]
+    ) -> dict:
         res = self._resource(api_version, kind)
         if res is None:
             raise KubeApiError(f"The API does not serve {kind} ({api_version}); check that Flux is installed.")
         try:
-            return self.client.patch(res, body=dict(patch), name=name, namespace=namespace,
-                                     content_type="application/merge-patch+json").to_dict()
+            return self.client.patch(
+                res, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json"
+            ).to_dict()
         except Exception as exc:
             raise _api_error(f"patch {kind} {name}", exc) from exc
 
@@ -557,8 +572,10 @@ def _api_error(what: str, exc: BaseException) -> FluxBootstrapError:
     if match:
         reason = match.group(1)
     if status in (401, 403):
-        return KubeApiError(f"The Kubernetes API refused to {what} ({status}: {reason}); use a kubeconfig "
-                            "context with cluster-admin rights.")
+        return KubeApiError(
+            f"The Kubernetes API refused to {what} ({status}: {reason}); use a kubeconfig "
+            "context with cluster-admin rights."
+        )
     if status is None:
         return KubeApiError(f"Cannot reach the Kubernetes API to {what}: {reason}; check that the cluster runs.")
     return KubeApiError(f"The Kubernetes API failed to {what} ({status}: {reason}); fix the cause and run again.")
@@ -585,8 +602,9 @@ def _deployment_problem(dep: Mapping[str, Any]) -> str | None:
     status = dep.get("status") or {}
     wanted = spec.get("replicas", 1)
     available = status.get("availableReplicas") or 0
-    if available >= wanted and (status.get("observedGeneration") or 0) >= ((dep.get("metadata") or {})
-                                                                          .get("generation") or 0):
+    if available >= wanted and (status.get("observedGeneration") or 0) >= (
+        (dep.get("metadata") or {}).get("generation") or 0
+    ):
         return None
     for cond in status.get("conditions") or []:
         if cond.get("type") == "Available" and cond.get("status") != "True":
@@ -638,8 +656,11 @@ def read_state(kube: Any, desired: Desired, secrets: Mapping[str, str | None] | 
             continue
         spec = other.get("spec") or {}
         src = spec.get("sourceRef") or {}
-        same_source = (src.get("kind") == "GitRepository" and src.get("name") == NAME
-                       and (src.get("namespace") or meta.get("namespace")) == NAMESPACE)
+        same_source = (
+            src.get("kind") == "GitRepository"
+            and src.get("name") == NAME
+            and (src.get("namespace") or meta.get("namespace")) == NAMESPACE
+        )
         if same_source and normalize_path(spec.get("path")) == desired.path:
             obs.conflicts.append(f"{meta.get('namespace')}/{meta.get('name')}")
     policies = kube.list("networking.k8s.io/v1", "NetworkPolicy", NAMESPACE, f"{PART_OF_LABEL}=flux")
@@ -680,20 +701,26 @@ def client_version(run: Runner, flux: str) -> str:
     """``flux version --client`` -> ``v2.9.4`` (raises FluxCliError)."""
     rc, out, err = run([flux, "version", "--client", "--output", "yaml"], {})
     if rc != 0:
-        raise FluxCliError(f"Running '{flux} version --client' failed ({_last_line(err or out)}); install the "
-                           "pinned flux CLI (role filewcount.gitops.flux does) and pass its path as cli_path.")
+        raise FluxCliError(
+            f"Running '{flux} version --client' failed ({_last_line(err or out)}); install the "
+            "pinned flux CLI (role filewcount.gitops.flux does) and pass its path as cli_path."
+        )
     match = re.search(r"^flux:\s*(\S+)", out, re.MULTILINE)
     if not match:
-        raise FluxCliError(f"Cannot read the version printed by '{flux} version --client'; install the pinned "
-                           "flux CLI and pass its path as cli_path.")
+        raise FluxCliError(
+            f"Cannot read the version printed by '{flux} version --client'; install the pinned "
+            "flux CLI and pass its path as cli_path."
+        )
     return normalize_version(match.group(1))
 
 
 def check_client_version(run: Runner, flux: str, wanted: str) -> str:
     got = client_version(run, flux)
     if got != wanted:
-        raise FluxCliError(f"The flux CLI at {flux} is {got} but version {wanted} was asked; install {wanted} "
-                           "(role filewcount.gitops.flux does) or change the version option.")
+        raise FluxCliError(
+            f"The flux CLI at {flux} is {got} but version {wanted} was asked; install {wanted} "
+            "(role filewcount.gitops.flux does) or change the version option."
+        )
     return got
 
 
@@ -718,14 +745,18 @@ def _component_flags(desired: Desired, params: Mapping[str, Any]) -> list[str]:
 
 def github_bootstrap_command(flux: str, desired: Desired, params: Mapping[str, Any]) -> tuple[list[str], dict]:
     """argv and environment for ``flux bootstrap github``; the token is only in the environment."""
-    argv = [flux, "bootstrap", "github",
-            f"--owner={params['owner']}",
-            f"--repository={params['repository']}",
-            f"--branch={desired.branch}",
-            f"--path={desired.path}",
-            f"--personal={'true' if params.get('personal') else 'false'}",
-            f"--interval={desired.interval}",
-            f"--timeout={desired.timeout}"]
+    argv = [
+        flux,
+        "bootstrap",
+        "github",
+        f"--owner={params['owner']}",
+        f"--repository={params['repository']}",
+        f"--branch={desired.branch}",
+        f"--path={desired.path}",
+        f"--personal={'true' if params.get('personal') else 'false'}",
+        f"--interval={desired.interval}",
+        f"--timeout={desired.timeout}",
+    ]
     if params.get("hostname") and params["hostname"] != "github.com":
         argv.append(f"--hostname={params['hostname']}")
     argv += _component_flags(desired, params)
@@ -749,23 +780,47 @@ def _failure_table(params: Mapping[str, Any]) -> list[tuple[str, Callable[[re.Ma
     host = params.get("hostname") or "github.com"
     branch = params.get("branch") or "main"
     return [
-        (r"\b401\b|Bad credentials|could not read token", lambda m: TokenRejectedError(
-            f"{host} rejected the token (401 Bad credentials); set GITHUB_TOKEN to a valid personal access token "
-            "with the repo scope.")),
-        (r"\b403\b|Resource not accessible", lambda m: AccessDeniedError(
-            f"The token has no access to {repo} or lacks scopes (403); give it the repo scope (classic token) or "
-            "Administration and Contents read-write on that repository (fine-grained token).")),
-        (r"\b404\b|couldn't find remote ref|repository not found|Not Found", lambda m: RepositoryNotFoundError(
-            f"Repository {repo} or branch '{branch}' was not found on {host} (404); create it or fix owner, "
-            "repository, branch and personal.")),
-        (r"would overwrite path \(\"?([^\")]+)\"?\)", lambda m: PathConflictError(
-            f"The Kustomization {NAMESPACE}/{NAME} already syncs path '{normalize_path(m.group(1))}'; set path to "
-            "it or remove Flux (flux uninstall) before bootstrapping another path.")),
-        (r"no matches for kind|ensure CRDs are installed", lambda m: CrdNotEstablishedError(
-            "The Flux CRDs were not established in time; wait until 'kubectl get crds' lists them and run again.")),
-        (r"(\w+) '([^']+)' not ready: '([^']*)'", lambda m: ComponentNotReadyError(
-            f"{m.group(1)} {m.group(2)} was not Ready before the timeout: {m.group(3)}; fix that and run again "
-            "(or raise timeout).")),
+        (
+            r"\b401\b|Bad credentials|could not read token",
+            lambda m: TokenRejectedError(
+                f"{host} rejected the token (401 Bad credentials); set GITHUB_TOKEN to a valid personal access token "
+                "with the repo scope."
+            ),
+        ),
+        (
+            r"\b403\b|Resource not accessible",
+            lambda m: AccessDeniedError(
+                f"The token has no access to {repo} or lacks scopes (403); give it the repo scope (classic token) or "
+                "Administration and Contents read-write on that repository (fine-grained token)."
+            ),
+        ),
+        (
+            r"\b404\b|couldn't find remote ref|repository not found|Not Found",
+            lambda m: RepositoryNotFoundError(
+                f"Repository {repo} or branch '{branch}' was not found on {host} (404); create it or fix owner, "
+                "repository, branch and personal."
+            ),
+        ),
+        (
+            r"would overwrite path \(\"?([^\")]+)\"?\)",
+            lambda m: PathConflictError(
+                f"The Kustomization {NAMESPACE}/{NAME} already syncs path '{normalize_path(m.group(1))}'; set path to "
+                "it or remove Flux (flux uninstall) before bootstrapping another path."
+            ),
+        ),
+        (
+            r"no matches for kind|ensure CRDs are installed",
+            lambda m: CrdNotEstablishedError(
+                "The Flux CRDs were not established in time; wait until 'kubectl get crds' lists them and run again."
+            ),
+        ),
+        (
+            r"(\w+) '([^']+)' not ready: '([^']*)'",
+            lambda m: ComponentNotReadyError(
+                f"{m.group(1)} {m.group(2)} was not Ready before the timeout: {m.group(3)}; fix that and run again "
+                "(or raise timeout)."
+            ),
+        ),
     ]
 
 
@@ -795,24 +850,42 @@ def sync_manifests(desired: Desired) -> list[dict[str, Any]]:
     if desired.manage_secret:
         git_spec["secretRef"] = {"name": NAME}
     return [
-        {"apiVersion": SOURCE_API, "kind": "GitRepository",
-         "metadata": {"name": NAME, "namespace": NAMESPACE}, "spec": git_spec},
-        {"apiVersion": KUSTOMIZE_API, "kind": "Kustomization",
-         "metadata": {"name": NAME, "namespace": NAMESPACE},
-         "spec": {"interval": "10m0s", "path": f"./{desired.path}" if desired.path else "./", "prune": True,
-                  "sourceRef": {"kind": "GitRepository", "name": NAME}}},
+        {
+            "apiVersion": SOURCE_API,
+            "kind": "GitRepository",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "spec": git_spec,
+        },
+        {
+            "apiVersion": KUSTOMIZE_API,
+            "kind": "Kustomization",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "spec": {
+                "interval": "10m0s",
+                "path": f"./{desired.path}" if desired.path else "./",
+                "prune": True,
+                "sourceRef": {"kind": "GitRepository", "name": NAME},
+            },
+        },
     ]
 
 
 def render_files(desired: Desired, components_yaml: str) -> dict[str, str]:
     """The three files committed under ``<path>/flux-system/`` (relative path -> content)."""
     base = f"{desired.path}/{NAMESPACE}" if desired.path else NAMESPACE
-    sync = GEN_WARNING + "\n" + "".join(
-        "---\n" + yaml.safe_dump(obj, sort_keys=True, default_flow_style=False) for obj in sync_manifests(desired)
+    sync = (
+        GEN_WARNING
+        + "\n"
+        + "".join(
+            "---\n" + yaml.safe_dump(obj, sort_keys=True, default_flow_style=False) for obj in sync_manifests(desired)
+        )
     )
     kustomization = yaml.safe_dump(
-        {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-         "resources": ["gotk-components.yaml", "gotk-sync.yaml"]},
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["gotk-components.yaml", "gotk-sync.yaml"],
+        },
         sort_keys=False,
     )
     return {
@@ -834,9 +907,14 @@ def secret_manifest(desired: Desired, params: Mapping[str, Any]) -> dict[str, An
     else:
         data = {"username": params["username"], "password": params["password"]}
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": NAME, "namespace": NAMESPACE,
-                     "annotations": {CREDENTIALS_ANNOTATION: desired.credentials_hash or ""}},
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": NAME,
+            "namespace": NAMESPACE,
+            "annotations": {CREDENTIALS_ANNOTATION: desired.credentials_hash or ""},
+        },
         "data": {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in data.items()},
     }
 
@@ -856,11 +934,18 @@ class _GitWorkdir:
         if params.get("password"):
             askpass = os.path.join(self.tmp, "askpass.sh")
             with open(askpass, "w", encoding="utf-8") as handle:
-                handle.write('#!/bin/sh\ncase "$1" in\n  Username*) printf "%s\\n" "$FLUX_BOOTSTRAP_GIT_USERNAME";;\n'
-                             '  *) printf "%s\\n" "$FLUX_BOOTSTRAP_GIT_PASSWORD";;\nesac\n')
+                handle.write(
+                    '#!/bin/sh\ncase "$1" in\n  Username*) printf "%s\\n" "$FLUX_BOOTSTRAP_GIT_USERNAME";;\n'
+                    '  *) printf "%s\\n" "$FLUX_BOOTSTRAP_GIT_PASSWORD";;\nesac\n'
+                )
             os.chmod(askpass, stat.S_IRWXU)
-            self.env.update({"GIT_ASKPASS": askpass, "FLUX_BOOTSTRAP_GIT_USERNAME": params["username"],
-                             "FLUX_BOOTSTRAP_GIT_PASSWORD": params["password"]})
+            self.env.update(
+                {
+                    "GIT_ASKPASS": askpass,
+                    "FLUX_BOOTSTRAP_GIT_USERNAME": params["username"],
+                    "FLUX_BOOTSTRAP_GIT_PASSWORD": params["password"],
+                }
+            )
         elif params.get("private_key"):
             key = os.path.join(self.tmp, "identity")
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -881,15 +966,20 @@ class _GitWorkdir:
     def _error(self, what: str, text: str) -> GitError:
         low = text.lower()
         if "authentication failed" in low or "401" in low or "could not read username" in low:
-            return GitError(f"The git server at {self.url} rejected the credentials (401) during git {what}; fix "
-                            "username/password or private_key.")
+            return GitError(
+                f"The git server at {self.url} rejected the credentials (401) during git {what}; fix "
+                "username/password or private_key."
+            )
         if "403" in low or "permission" in low:
             return GitError(f"The git server at {self.url} denied git {what} (403); grant the user write access.")
         if "not found" in low or "404" in low or "does not appear to be a git repository" in low:
-            return GitError(f"The repository {self.url} was not found (404) during git {what}; create it or fix "
-                            "push_url.")
-        return GitError(f"git {what} against {self.url} failed ({_last_line(text)}); check that the git server "
-                        "answers and push_url is right.")
+            return GitError(
+                f"The repository {self.url} was not found (404) during git {what}; create it or fix push_url."
+            )
+        return GitError(
+            f"git {what} against {self.url} failed ({_last_line(text)}); check that the git server "
+            "answers and push_url is right."
+        )
 
     def checkout(self) -> None:
         heads = self.git("ls-remote", "--heads", self.url, self.branch, cwd=False)
@@ -918,8 +1008,18 @@ class _GitWorkdir:
 
     def commit_and_push(self, files: Iterable[str], message: str) -> None:
         self.git("add", "--", *files)
-        self.git("-c", "user.name=Flux", "-c", "user.email=flux@localhost", "-c", "commit.gpgsign=false",
-                 "commit", "--quiet", "-m", message)
+        self.git(
+            "-c",
+            "user.name=Flux",
+            "-c",
+            "user.email=flux@localhost",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "--quiet",
+            "-m",
+            message,
+        )
         self.git("push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}")
 
     def head(self) -> str | None:
@@ -928,8 +1028,13 @@ class _GitWorkdir:
 
 
 # ---------------------------------------------------------------------------------------------------- waiting
-def wait_ready(kube: Any, desired: Desired, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep, interval: float = 2.0) -> Observed:
+def wait_ready(
+    kube: Any,
+    desired: Desired,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 2.0,
+) -> Observed:
     """Poll until the controllers and the sync objects are Ready, or raise ComponentNotReadyError."""
     deadline = clock() + desired.timeout_seconds
     while True:
@@ -952,14 +1057,24 @@ def wait_ready(kube: Any, desired: Desired, clock: Callable[[], float] = time.mo
         sleep(interval)
 
 
-def wait_crds(kube: Any, names: Iterable[str], timeout: float, *, clock: Callable[[], float] = time.monotonic,
-              sleep: Callable[[float], None] = time.sleep, interval: float = 1.0) -> None:
+def wait_crds(
+    kube: Any,
+    names: Iterable[str],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 1.0,
+) -> None:
     """Wait until every CRD reports Established=True, or raise CrdNotEstablishedError."""
     pending = sorted(set(names))
     deadline = clock() + timeout
     while pending:
-        pending = [n for n in pending if _condition(kube.get(CRD_API, "CustomResourceDefinition", n),
-                                                   "Established")[0] != "True"]
+        pending = [
+            n
+            for n in pending
+            if _condition(kube.get(CRD_API, "CustomResourceDefinition", n), "Established")[0] != "True"
+        ]
         if not pending:
             break
         if clock() >= deadline:
@@ -972,16 +1087,27 @@ def wait_crds(kube: Any, names: Iterable[str], timeout: float, *, clock: Callabl
 
 
 # ---------------------------------------------------------------------------------------------------- actions
-def apply_components(kube: Any, components_yaml: str, desired: Desired, *,
-                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+def apply_components(
+    kube: Any,
+    components_yaml: str,
+    desired: Desired,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Server-side apply the components: Namespace and CRDs first, wait for them, then the rest."""
     docs = [d for d in yaml.safe_load_all(components_yaml) if d]
     first = [d for d in docs if d.get("kind") in ("Namespace", "CustomResourceDefinition")]
     rest = [d for d in docs if d not in first]
     for obj in first:
         kube.apply(obj)
-    wait_crds(kube, [d["metadata"]["name"] for d in first if d["kind"] == "CustomResourceDefinition"],
-              min(desired.timeout_seconds, 120.0), clock=clock, sleep=sleep)
+    wait_crds(
+        kube,
+        [d["metadata"]["name"] for d in first if d["kind"] == "CustomResourceDefinition"],
+        min(desired.timeout_seconds, 120.0),
+        clock=clock,
+        sleep=sleep,
+    )
     for obj in rest:
         kube.apply(obj)
 
@@ -991,16 +1117,23 @@ def update_secret(kube: Any, desired: Desired, params: Mapping[str, Any]) -> Non
     kube.apply(secret_manifest(desired, params))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if kube.get(SOURCE_API, "GitRepository", NAME, NAMESPACE) is not None:
-        kube.merge_patch(SOURCE_API, "GitRepository", NAME, NAMESPACE,
-                         {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}})
+        kube.merge_patch(
+            SOURCE_API,
+            "GitRepository",
+            NAME,
+            NAMESPACE,
+            {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}},
+        )
 
 
 def bootstrap_git(run: Runner, kube: Any, flux: str, desired: Desired, params: Mapping[str, Any]) -> dict[str, Any]:
     """The ``git`` provider: export components, commit + push when different, apply through the API."""
     rc, components_yaml, err = run(install_export_command(flux, desired, params), {})
     if rc != 0:
-        raise FluxCliError(f"'flux install --export' failed ({_last_line(err or components_yaml)}); check the "
-                           "components and the flux CLI.")
+        raise FluxCliError(
+            f"'flux install --export' failed ({_last_line(err or components_yaml)}); check the "
+            "components and the flux CLI."
+        )
     files = render_files(desired, components_yaml)
     work = _GitWorkdir(run, desired.push_url or desired.url, desired.branch, params)
     try:
@@ -1027,8 +1160,13 @@ def bootstrap_github(run: Runner, kube: Any, flux: str, desired: Desired, params
     if rc != 0:
         raise classify_cli_failure(scrub(f"{out}\n{err}", [params.get("token")]), params)
     if desired.manage_secret and kube.get("v1", "Secret", NAME, NAMESPACE) is not None:
-        kube.merge_patch("v1", "Secret", NAME, NAMESPACE,
-                         {"metadata": {"annotations": {CREDENTIALS_ANNOTATION: desired.credentials_hash}}})
+        kube.merge_patch(
+            "v1",
+            "Secret",
+            NAME,
+            NAMESPACE,
+            {"metadata": {"annotations": {CREDENTIALS_ANNOTATION: desired.credentials_hash}}},
+        )
     return {"command": argv, "pushed": None, "commit": None}
 
 
@@ -1038,14 +1176,24 @@ def _diff(desired: Desired, observed: Observed, plan: Plan) -> dict[str, Any]:
     after = desired.settings()
     if desired.manage_secret:
         before["credentials"] = "(as held by the cluster)" if observed.secret_exists else "(none)"
-        after["credentials"] = ("(rotated)" if plan.action == "update_secret" or not observed.credentials_match
-                                else "(as held by the cluster)")
+        after["credentials"] = (
+            "(rotated)"
+            if plan.action == "update_secret" or not observed.credentials_match
+            else "(as held by the cluster)"
+        )
     return {"before": before, "after": after, "before_header": "cluster", "after_header": "wanted"}
 
 
-def run_bootstrap(run: Runner, kube: Any, desired: Desired, params: Mapping[str, Any], *,
-                  check_mode: bool = False, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def run_bootstrap(
+    run: Runner,
+    kube: Any,
+    desired: Desired,
+    params: Mapping[str, Any],
+    *,
+    check_mode: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """Read, decide, act, wait; returns the module result (no secrets in it)."""
     secrets = {"private_key": params.get("private_key")}
     observed = read_state(kube, desired, secrets)
