@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: filewcount.gitops contributors
 # Apache License 2.0 (see LICENSE)
 """Preflight checks for the local kind flow.
@@ -18,8 +17,8 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 # kind "known issues" -> "Pod errors due to 'too many open files'" recommends these values.
 INOTIFY_MIN_WATCHES = 524288
@@ -66,7 +65,7 @@ class CheckResult:
         }
 
 
-def _default_run(argv: Sequence[str]) -> "tuple[int, str, str]":
+def _default_run(argv: Sequence[str]) -> tuple[int, str, str]:
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
     except FileNotFoundError as exc:
@@ -79,15 +78,15 @@ def _default_run(argv: Sequence[str]) -> "tuple[int, str, str]":
 # --------------------------------------------------------------------------------------------------------------
 # docker
 # --------------------------------------------------------------------------------------------------------------
-def check_docker_cli(docker: str = "docker", which: Callable[[str], Optional[str]] = shutil.which) -> CheckResult:
+def check_docker_cli(docker: str = "docker", which: Callable[[str], str | None] = shutil.which) -> CheckResult:
     path = which(docker)
     if path:
         return CheckResult("docker_cli", True, details={"path": path})
     return CheckResult(
         "docker_cli",
         False,
-        "The docker CLI ({0}) was not found on PATH: install Docker (https://docs.docker.com/get-docker/) "
-        "and make sure `docker` is on PATH.".format(docker),
+        f"The docker CLI ({docker}) was not found on PATH: install Docker (https://docs.docker.com/get-docker/) "
+        "and make sure `docker` is on PATH.",
     )
 
 
@@ -120,19 +119,19 @@ def check_docker_daemon(docker: str = "docker", run: RunFn = _default_run) -> Ch
     endpoint = _docker_endpoint(err)
     kind = classify_docker_error(err)
     if kind == "permission":
-        msg = ("Your user may not use the Docker daemon socket {0} (permission denied): add yourself to the "
-               "docker group with `sudo usermod -aG docker $USER`, then log out and in again.").format(endpoint)
+        msg = (f"Your user may not use the Docker daemon socket {endpoint} (permission denied): add yourself to the "
+               "docker group with `sudo usermod -aG docker $USER`, then log out and in again.")
     elif kind == "not_running":
-        msg = ("The Docker daemon is not running or not reachable at {0}: start Docker (`sudo systemctl start "
-               "docker`, or open Docker Desktop) and run again.").format(endpoint)
+        msg = (f"The Docker daemon is not running or not reachable at {endpoint}: start Docker (`sudo systemctl start "
+               "docker`, or open Docker Desktop) and run again.")
     else:
         first = (err.strip().splitlines() or ["no output"])[0]
-        msg = ("`{0} version` failed ({1}): fix the Docker installation until `docker version` shows a "
+        msg = ("`{} version` failed ({}): fix the Docker installation until `docker version` shows a "
                "Server section, then run again.").format(docker, first.rstrip("."))
     return CheckResult("docker_daemon", False, msg, details={"rc": rc, "stderr": err.strip(), "reason": kind})
 
 
-def docker_root_dir(docker: str = "docker", run: RunFn = _default_run) -> Optional[str]:
+def docker_root_dir(docker: str = "docker", run: RunFn = _default_run) -> str | None:
     rc, out, _err = run([docker, "info", "--format", "{{.DockerRootDir}}"])
     value = out.strip()
     if rc == 0 and value:
@@ -146,7 +145,7 @@ def docker_root_dir(docker: str = "docker", run: RunFn = _default_run) -> Option
 _PORT_LINE_RE = re.compile(r"^\s*(\d+)/(tcp|udp|sctp)\s*->\s*(\S+):(\d+)\s*$")
 
 
-def parse_docker_port(output: str) -> "dict[int, int]":
+def parse_docker_port(output: str) -> dict[int, int]:
     """Parse `docker port CONTAINER` output into {host_port: container_port}."""
     mapping: dict[int, int] = {}
     for line in output.splitlines():
@@ -156,9 +155,9 @@ def parse_docker_port(output: str) -> "dict[int, int]":
     return mapping
 
 
-def cluster_host_ports(cluster_name: str, docker: str = "docker", run: RunFn = _default_run) -> "dict[int, int]":
+def cluster_host_ports(cluster_name: str, docker: str = "docker", run: RunFn = _default_run) -> dict[int, int]:
     """Host ports published by the kind cluster's control-plane container ({} when it does not exist)."""
-    rc, out, _err = run([docker, "port", "{0}-control-plane".format(cluster_name)])
+    rc, out, _err = run([docker, "port", f"{cluster_name}-control-plane"])
     if rc != 0:
         return {}
     return parse_docker_port(out)
@@ -179,7 +178,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _listening_inodes(port: int, proc_root: str = "/proc") -> "set[str]":
+def _listening_inodes(port: int, proc_root: str = "/proc") -> set[str]:
     inodes: set[str] = set()
     for table in ("net/tcp", "net/tcp6"):
         path = os.path.join(proc_root, table)
@@ -211,15 +210,15 @@ def _describe_pid(pid: str, proc_root: str = "/proc") -> str:
             name = handle.read().strip()
     except OSError:
         pass
-    return "{0} (pid {1})".format(name or "process", pid)
+    return "{} (pid {})".format(name or "process", pid)
 
 
-def find_port_holder_proc(port: int, proc_root: str = "/proc") -> Optional[str]:
+def find_port_holder_proc(port: int, proc_root: str = "/proc") -> str | None:
     """Name the process listening on TCP `port` using /proc (Linux); None when it cannot be found."""
     inodes = _listening_inodes(port, proc_root)
     if not inodes:
         return None
-    targets = {"socket:[{0}]".format(inode) for inode in inodes}
+    targets = {f"socket:[{inode}]" for inode in inodes}
     try:
         pids = [entry for entry in os.listdir(proc_root) if entry.isdigit()]
     except OSError:
@@ -239,7 +238,7 @@ def find_port_holder_proc(port: int, proc_root: str = "/proc") -> Optional[str]:
     return None
 
 
-def parse_lsof(output: str) -> Optional[str]:
+def parse_lsof(output: str) -> str | None:
     """Parse `lsof -F pc` output: first p<pid> / c<command> pair."""
     pid = name = None
     for line in output.splitlines():
@@ -249,29 +248,29 @@ def parse_lsof(output: str) -> Optional[str]:
             name = line[1:]
             break
     if pid:
-        return "{0} (pid {1})".format(name or "process", pid)
+        return "{} (pid {})".format(name or "process", pid)
     return None
 
 
 def find_port_holder(port: int, run: RunFn = _default_run, proc_root: str = "/proc",
-                     which: Callable[[str], Optional[str]] = shutil.which) -> Optional[str]:
+                     which: Callable[[str], str | None] = shutil.which) -> str | None:
     holder = None
     if os.path.isdir(os.path.join(proc_root, "net")):
         holder = find_port_holder_proc(port, proc_root)
     if holder is None and which("lsof"):
-        rc, out, _err = run(["lsof", "-nP", "-iTCP:{0}".format(port), "-sTCP:LISTEN", "-F", "pc"])
+        rc, out, _err = run(["lsof", "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-F", "pc"])
         if rc == 0:
             holder = parse_lsof(out)
     return holder
 
 
-def check_ports(ports: Iterable[int], cluster_name: str, docker: str = "docker", run: RunFn = _default_run,
+def check_ports(ports: Iterable[int], cluster_name: str, *, docker: str = "docker", run: RunFn = _default_run,
                 is_free: Callable[[int], bool] = port_is_free,
-                holder: Optional[Callable[[int], Optional[str]]] = None) -> CheckResult:
+                holder: Callable[[int], str | None] | None = None) -> CheckResult:
     ports = [int(p) for p in ports]
     for port in ports:
         if not 0 < port < 65536:
-            raise PreflightError("port {0} is not a TCP port number".format(port))
+            raise PreflightError(f"port {port} is not a TCP port number")
     holder = holder or (lambda p: find_port_holder(p, run=run))
     busy = [p for p in ports if not is_free(p)]
     details: dict = {"free": [p for p in ports if p not in busy], "cluster": [], "other": {}}
@@ -285,11 +284,11 @@ def check_ports(ports: Iterable[int], cluster_name: str, docker: str = "docker",
             continue
         who = holder(port)
         details["other"][port] = who
-        problems.append("{0} by {1}".format(port, who) if who else "{0} by an unidentified program".format(port))
+        problems.append(f"{port} by {who}" if who else f"{port} by an unidentified program")
     if not problems:
         return CheckResult("ports", True, details=details)
     noun = "Host port" if len(problems) == 1 else "Host ports"
-    msg = ("{0} {1} already in use, not by the kind cluster '{2}': stop that program or choose other free "
+    msg = ("{} {} already in use, not by the kind cluster '{}': stop that program or choose other free "
            "host ports for the cluster's port mappings.").format(
                noun, ("is " if len(problems) == 1 else "are ") + ", ".join(problems), cluster_name)
     return CheckResult("ports", False, msg, details=details)
@@ -298,7 +297,7 @@ def check_ports(ports: Iterable[int], cluster_name: str, docker: str = "docker",
 # --------------------------------------------------------------------------------------------------------------
 # kernel, disk, python, mode
 # --------------------------------------------------------------------------------------------------------------
-def read_sysctl(name: str, proc_root: str = "/proc") -> Optional[int]:
+def read_sysctl(name: str, proc_root: str = "/proc") -> int | None:
     path = os.path.join(proc_root, "sys", *name.split("."))
     try:
         with open(path, encoding="ascii") as handle:
@@ -308,7 +307,7 @@ def read_sysctl(name: str, proc_root: str = "/proc") -> Optional[int]:
 
 
 def check_inotify(min_watches: int = INOTIFY_MIN_WATCHES, min_instances: int = INOTIFY_MIN_INSTANCES,
-                  platform: str = sys.platform, read: Callable[[str], Optional[int]] = read_sysctl) -> CheckResult:
+                  platform: str = sys.platform, read: Callable[[str], int | None] = read_sysctl) -> CheckResult:
     if not platform.startswith("linux"):
         return CheckResult("inotify", True, skipped=True, details={"reason": "not Linux"})
     wanted = {"fs.inotify.max_user_watches": int(min_watches), "fs.inotify.max_user_instances": int(min_instances)}
@@ -317,16 +316,16 @@ def check_inotify(min_watches: int = INOTIFY_MIN_WATCHES, min_instances: int = I
     details = {"current": current, "wanted": wanted}
     if not low:
         return CheckResult("inotify", True, details=details)
-    have = " and ".join("{0} is {1}".format(key, current[key]) for key in low)
+    have = " and ".join(f"{key} is {current[key]}" for key in low)
     want = " and ".join(str(wanted[key]) for key in low)
-    cmd = "sudo sysctl " + " ".join("{0}={1}".format(key, wanted[key]) for key in low)
-    msg = ("{0}, below the {1} that kind's known issues page recommends against \"too many open files\": run "
-           "`{2}` (and add the same settings to /etc/sysctl.conf to keep them).").format(have, want, cmd)
+    cmd = "sudo sysctl " + " ".join(f"{key}={wanted[key]}" for key in low)
+    msg = (f"{have}, below the {want} that kind's known issues page recommends against \"too many open files\": run "
+           f"`{cmd}` (and add the same settings to /etc/sysctl.conf to keep them).")
     return CheckResult("inotify", False, msg, details=details)
 
 
 def _gib(num: float) -> str:
-    return "{0:.1f}".format(num / float(1 << 30))
+    return f"{num / float(1 << 30):.1f}"
 
 
 def check_disk(paths: Iterable[str], min_free_gib: float = DEFAULT_MIN_FREE_DISK_GIB,
@@ -347,9 +346,8 @@ def check_disk(paths: Iterable[str], min_free_gib: float = DEFAULT_MIN_FREE_DISK
         free = st.f_bavail * st.f_frsize
         checked[path] = free
         if free < needed:
-            msg = ("Only {0} GiB is free on {1}, less than the {2} GiB the kind node image and the cluster's "
-                   "images need: free some space (for example `docker system prune`) and run again.").format(
-                       _gib(free), probe, min_free_gib)
+            msg = (f"Only {_gib(free)} GiB is free on {probe}, less than the {min_free_gib} GiB the kind node image "
+                   "and the cluster's images need: free some space (for example `docker system prune`) and run again.")
             return CheckResult("disk", False, msg, details={"free_bytes": checked})
     return CheckResult("disk", True, details={"free_bytes": checked})
 
@@ -371,42 +369,48 @@ def check_python(modules: Iterable[str], importer: Callable[[str], object] = imp
     return CheckResult("python", False, msg, details={"python": python, "missing": missing})
 
 
-def check_mode(mode: str, env: Mapping[str, str] = os.environ, token_var: str = "GITHUB_TOKEN") -> CheckResult:
+TOKEN_VAR = "GITHUB_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret
+
+
+def check_mode(mode: str, env: Mapping[str, str] = os.environ, token_var: str = TOKEN_VAR) -> CheckResult:
     if mode not in ("local", "github"):
-        raise PreflightError("mode must be local or github, not {0!r}".format(mode))
+        raise PreflightError(f"mode must be local or github, not {mode!r}")
     if mode == "github" and not env.get(token_var, "").strip():
-        msg = ("The github mode needs a GitHub token but {0} is not set: export {0} with a personal access token "
-               "that may write to your repository, or use the local mode (-e gitops_mode=local).").format(token_var)
+        msg = (f"The github mode needs a GitHub token but {token_var} is not set: export {token_var} with a personal "
+               "access token that may write to your repository, or use the local mode (-e gitops_mode=local).")
         return CheckResult("mode", False, msg, details={"mode": mode})
     return CheckResult("mode", True, details={"mode": mode})
 
 
-def run_checks(checks: Sequence[str], *, docker: str = "docker", ports: Sequence[int] = (8080, 8081, 8082),
-               cluster_name: str = "filewcount", mode: str = "local", min_free_disk_gib: float = 6,
-               disk_paths: Sequence[str] = (), inotify_min_watches: int = INOTIFY_MIN_WATCHES,
-               inotify_min_instances: int = INOTIFY_MIN_INSTANCES, python_modules: Sequence[str] = (),
-               token_var: str = "GITHUB_TOKEN", run: RunFn = _default_run,
-               env: Optional[Mapping[str, str]] = None) -> "list[CheckResult]":
-    """Run the named checks in a fixed order; docker-dependent checks are skipped when docker is unusable."""
-    unknown = [c for c in checks if c not in ALL_CHECKS]
-    if unknown:
-        raise PreflightError("unknown check(s) {0}; known: {1}".format(", ".join(unknown), ", ".join(ALL_CHECKS)))
-    env = os.environ if env is None else env
+def _docker_checks(checks: Sequence[str], docker: str, run: RunFn) -> tuple[list[CheckResult], bool, bool]:
     results: list[CheckResult] = []
-    cli_ok = True
-    daemon_ok = True
+    cli_ok = daemon_ok = True
     if "docker_cli" in checks or "docker_daemon" in checks:
         res = check_docker_cli(docker)
         cli_ok = res.ok
         if "docker_cli" in checks or not res.ok:
             results.append(res)
     if "docker_daemon" in checks:
+        daemon_ok = cli_ok
         if cli_ok:
             res = check_docker_daemon(docker, run)
             daemon_ok = res.ok
             results.append(res)
-        else:
-            daemon_ok = False
+    return results, cli_ok, daemon_ok
+
+
+def run_checks(checks: Sequence[str], *, docker: str = "docker", ports: Sequence[int] = (8080, 8081, 8082),
+               cluster_name: str = "filewcount", mode: str = "local", min_free_disk_gib: float = 6,
+               disk_paths: Sequence[str] = (), inotify_min_watches: int = INOTIFY_MIN_WATCHES,
+               inotify_min_instances: int = INOTIFY_MIN_INSTANCES, python_modules: Sequence[str] = (),
+               token_var: str = TOKEN_VAR, run: RunFn = _default_run,
+               env: Mapping[str, str] | None = None) -> list[CheckResult]:
+    """Run the named checks in a fixed order; docker-dependent checks are skipped when docker is unusable."""
+    unknown = [c for c in checks if c not in ALL_CHECKS]
+    if unknown:
+        raise PreflightError("unknown check(s) {}; known: {}".format(", ".join(unknown), ", ".join(ALL_CHECKS)))
+    env = os.environ if env is None else env
+    results, cli_ok, daemon_ok = _docker_checks(checks, docker, run)
     if "ports" in checks:
         results.append(check_ports(ports, cluster_name, docker=docker, run=run))
     if "inotify" in checks:

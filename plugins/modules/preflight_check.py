@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: filewcount.gitops contributors
 # Apache License 2.0 (see LICENSE)
 
@@ -32,7 +31,9 @@ options:
     type: str
     default: docker
   cluster_name:
-    description: Name of this project's kind cluster; ports published by its C(<name>-control-plane) container count as free.
+    description:
+      - Name of this project's kind cluster.
+      - Ports published by its C(<name>-control-plane) container count as free.
     type: str
     default: filewcount
   ports:
@@ -54,7 +55,9 @@ options:
     type: float
     default: 6
   disk_paths:
-    description: Extra host paths whose file systems need O(min_free_disk_gib) free (the nearest existing parent is measured).
+    description:
+      - Extra host paths whose file systems need O(min_free_disk_gib) free.
+      - The nearest existing parent of each path is measured.
     type: list
     elements: path
     default: []
@@ -115,9 +118,9 @@ failures:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.filewcount.gitops.plugins.module_utils.preflight import (
+from ansible_collections.filewcount.gitops.plugins.module_utils.preflight import (  # noqa: E402
     ALL_CHECKS,
     PreflightError,
     run_checks,
@@ -154,7 +157,7 @@ def main():
             python_modules=p["python_modules"], token_var=p["token_env"], run=run,
         )
     except PreflightError as exc:
-        module.fail_json(msg="Preflight could not run: {0}.".format(exc), checks=[], failures=[])
+        module.fail_json(msg=f"Preflight could not run: {exc}.", checks=[], failures=[])
     checks = [r.as_dict() for r in results]
     failures = [r.message for r in results if not r.ok]
     if failures:
