@@ -9,6 +9,7 @@ Plain Python without Ansible imports, so the filter, the module and the tests sh
 - :func:`parse_gnuplot` reads the ``-g`` file (one row per request) and derives requests and latency per second.
 - :func:`evaluate_thresholds` compares a parsed report with limits and returns the broken ones.
 - :func:`build_argv` builds a safe argv list for ab; :func:`run_failure` explains a failed ab run.
+- :func:`run_load_test` runs ab once through a given runner and returns everything above.
 
 Every problem is raised as :class:`AbReportError` (or a subclass) with one sentence naming the problem and the fix.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "parse_gnuplot",
     "parse_stdout",
     "run_failure",
+    "run_load_test",
 ]
 
 PERCENTILES = ("50", "66", "75", "80", "90", "95", "98", "99", "100")
@@ -655,3 +657,59 @@ def run_failure(rc: int, stdout: str, stderr: str, url: str) -> AbRunError:
     said = f" ({reason})" if reason else ""
     message = f"ab exited with code {rc}{done}{said}: {hint.format(url=url)}."
     return AbRunError(message, rc, reason, completed)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one load test: run ab, parse everything, evaluate thresholds
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError as error:
+        raise AbReportError(
+            f"ab finished but its {what} file {path} cannot be read ({error.strerror}); check the path is writable."
+        ) from None
+
+
+def run_load_test(run_command, url: str, argv_options: Mapping, thresholds: Mapping | None = None) -> dict:
+    """Run ab once through ``run_command(argv) -> (rc, stdout, stderr)`` and return the whole outcome.
+
+    ``argv_options`` are the keyword arguments of :func:`build_argv` (without ``url``). Returns ``cmd``,
+    ``rc``, ``stdout``, ``stderr``, ``report`` (:func:`parse_stdout`), ``percentages_ms`` (from the -e file
+    or None), ``timeline`` (from the -g file or None), ``broken_thresholds`` and ``passed``.
+    Raises :class:`AbRunError` when ab exits non-zero, other :class:`AbReportError` on bad options or output.
+    """
+    argv = build_argv(url, **argv_options)
+    # Reject unknown thresholds before any load is sent.
+    evaluate_thresholds(_empty_report(), {key: None for key in (thresholds or {})})
+    rc, stdout, stderr = run_command(argv)
+    if rc != 0:
+        raise run_failure(rc, stdout, stderr, url)
+    report = parse_stdout(stdout)
+    csv_file, gnuplot_file = argv_options.get("csv_file"), argv_options.get("gnuplot_file")
+    percentages = parse_csv(_read_text(csv_file, "-e CSV")) if csv_file else None
+    timeline = None
+    if gnuplot_file:
+        try:
+            with open(gnuplot_file, encoding="utf-8", errors="replace") as handle:
+                timeline = parse_gnuplot(handle)
+        except OSError as error:
+            raise AbReportError(
+                f"ab finished but its -g file {gnuplot_file} cannot be read ({error.strerror}); "
+                "check the path is writable."
+            ) from None
+    broken = evaluate_thresholds(report, thresholds)
+    return {
+        "cmd": argv,
+        "rc": rc,
+        "stdout": stdout,
+        "stderr": stderr,
+        "report": report,
+        "percentages_ms": percentages,
+        "timeline": timeline,
+        "broken_thresholds": broken,
+        "passed": not broken,
+    }
