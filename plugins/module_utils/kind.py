@@ -89,6 +89,10 @@ def context_name(name: str) -> str:
 # kind CLI
 # --------------------------------------------------------------------------------------------------------------
 def _first_error(stderr: str) -> str:
+    """The most telling line: the failed command's own output when kind shows it, else kind's ERROR line."""
+    for raw in reversed(stderr.splitlines()):
+        if raw.strip().startswith("Command Output:"):
+            return raw.strip()[len("Command Output:"):].strip()
     for raw in stderr.splitlines():
         line = raw.strip()
         if line.startswith("ERROR:"):

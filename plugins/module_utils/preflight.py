@@ -78,8 +78,8 @@ def _default_run(argv: Sequence[str]) -> tuple[int, str, str]:
 # --------------------------------------------------------------------------------------------------------------
 # docker
 # --------------------------------------------------------------------------------------------------------------
-def check_docker_cli(docker: str = "docker", which: Callable[[str], str | None] = shutil.which) -> CheckResult:
-    path = which(docker)
+def check_docker_cli(docker: str = "docker", which: Callable[[str], str | None] | None = None) -> CheckResult:
+    path = (which or shutil.which)(docker)
     if path:
         return CheckResult("docker_cli", True, details={"path": path})
     return CheckResult(
@@ -277,20 +277,25 @@ def check_ports(ports: Iterable[int], cluster_name: str, *, docker: str = "docke
     if not busy:
         return CheckResult("ports", True, details=details)
     ours = cluster_host_ports(cluster_name, docker=docker, run=run)
-    problems = []
+    problems = {}
     for port in busy:
         if port in ours:
             details["cluster"].append(port)
             continue
-        who = holder(port)
-        details["other"][port] = who
-        problems.append(f"{port} by {who}" if who else f"{port} by an unidentified program")
+        problems[port] = holder(port)
+        details["other"][port] = problems[port]
     if not problems:
         return CheckResult("ports", True, details=details)
-    noun = "Host port" if len(problems) == 1 else "Host ports"
-    msg = ("{} {} already in use, not by the kind cluster '{}': stop that program or choose other free "
-           "host ports for the cluster's port mappings.").format(
-               noun, ("is " if len(problems) == 1 else "are ") + ", ".join(problems), cluster_name)
+    tail = (f", not by the kind cluster '{cluster_name}': stop {{0}} or choose other free host ports for the "
+            "cluster's port mappings.")
+    if len(problems) == 1:
+        port, who = next(iter(problems.items()))
+        msg = f"Host port {port} is in use by {who or 'another program (not identifiable as this user)'}" \
+            + tail.format("that program")
+    else:
+        ports_text = ", ".join(str(p) for p in list(problems)[:-1]) + f" and {list(problems)[-1]}"
+        whos = "; ".join(f"{p}: {w or 'unidentified'}" for p, w in problems.items())
+        msg = f"Host ports {ports_text} are in use by other programs ({whos})" + tail.format("them")
     return CheckResult("ports", False, msg, details=details)
 
 
