@@ -1,0 +1,373 @@
+"""The GitOps tree under kube/ is valid offline, keeps the project's contract, and each check bites.
+
+Run: ``.venv/bin/pytest tests/manifests -q`` (schema directory from FILEWCOUNT_SCHEMAS_DIR, default
+../shared/schemas). Negative fixtures live in fixtures/negative/<check>/<case>/: the real tree plus one
+mistake (files overlaid under kube/ and/or edits.yaml), and each must make its check report the message
+listed in NEGATIVE below.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import validate
+
+HERE = Path(__file__).resolve().parent
+NEGATIVE_DIR = HERE / "fixtures" / "negative"
+POSITIVE_DIR = HERE / "fixtures" / "positive"
+
+# (check, case) -> a substring the check's report must contain.
+NEGATIVE = {
+    (
+        "build",
+        "missing-resource",
+    ): "Kustomization flux-system/apps (path ./kube/apps): `kubectl kustomize ./kube/apps` failed",
+    ("build", "orphan-file"): "kube/infrastructure/configs/forgotten.yaml is not applied by anything",
+    (
+        "build",
+        "bad-path",
+    ): "Kustomization flux-system/apps (path ./kube/app): path ./kube/app does not exist in the repository.",
+    ("build", "not-a-manifest"): "notes.yaml is not a Kubernetes manifest (every document needs apiVersion and kind)",
+    ("builtin", "unknown-field"): (
+        "Service filewcount/filewcount (kube/apps/filewcount/service.yaml): invalid for Kubernetes 1.37 at "
+        "spec.ports.0: Additional properties are not allowed ('nodeport' was unexpected)."
+    ),
+    ("builtin", "removed-api"): (
+        "PodDisruptionBudget filewcount/filewcount (kube/apps/filewcount/pdb.yaml): policy/v1beta1 "
+        "PodDisruptionBudget is neither a Kubernetes 1.37 kind nor a CRD in the schema directory"
+    ),
+    ("builtin", "wrong-type"): "at spec.replicas: 'three' is not of type 'integer'",
+    ("crd", "unknown-field"): (
+        "HelmRelease kube-system/metrics-server (kube/infrastructure/controllers/metrics-server/helmrelease.yaml): "
+        "does not match the HelmRelease CRD at spec.install: "
+        "Additional properties are not allowed ('crd' was unexpected)."
+    ),
+    ("crd", "bad-enum"): "at spec.driftDetection.mode: 'on' is not one of ['enabled', 'warn', 'disabled'].",
+    ("crd", "unserved-version"): (
+        "monitoring.coreos.com/v1beta1 is not served by the pinned PrometheusRule CRD (served: v1); "
+        "use monitoring.coreos.com/v1."
+    ),
+    ("values", "typo"): (
+        "HelmRelease monitoring/kube-prometheus-stack (kube/infrastructure/controllers/kube-prometheus-stack/"
+        "helmrelease.yaml): values key grafana.service.nodeport is not a value of chart kube-prometheus-stack 88.5.3"
+    ),
+    ("values", "unpinned-values"): "chart metrics-server 3.12.2 has no pinned values in",
+    ("values", "values-from-configmap"): (
+        "ConfigMap kube-system/metrics-server-values key values.yaml key argz is not a value of chart "
+        "metrics-server 3.13.1"
+    ),
+    ("graph", "missing-source"): "sourceRef HelmRepository flux-system/metrics-servers does not exist in the tree.",
+    ("graph", "missing-dependency"): (
+        "Kustomization flux-system/apps (kube/clusters/kind/apps.yaml): dependsOn Kustomization "
+        "flux-system/infrastructure-config does not exist in the tree."
+    ),
+    ("graph", "cycle"): (
+        "Kustomization dependsOn cycle: flux-system/apps -> flux-system/infrastructure-configs -> "
+        "flux-system/infrastructure-controllers -> flux-system/apps"
+    ),
+    ("graph", "crd-order"): (
+        "PrometheusRule monitoring/filewcount (kube/infrastructure/configs/prometheusrule-filewcount.yaml): its "
+        "monitoring.coreos.com CRD is installed by HelmRelease monitoring/kube-prometheus-stack in Kustomization "
+        "flux-system/infrastructure-controllers, which Kustomization flux-system/infrastructure-configs does not "
+        "depend on"
+    ),
+    ("graph", "missing-values-from"): (
+        "valuesFrom Secret monitoring/kube-prometheus-stack-values does not exist in the tree"
+    ),
+    ("graph", "unselected-rule"): (
+        "PrometheusRule monitoring/flux (kube/infrastructure/configs/prometheusrule-flux.yaml): lacks label "
+        "release: kube-prometheus-stack"
+    ),
+    ("policy", "latest-image"): "image docker.io/bldrtech/filewcount:latest uses the latest tag",
+    ("policy", "untagged-image"): "image docker.io/bldrtech/filewcount has no tag, so it means latest",
+    ("policy", "no-limits"): "container filewcount has no limits for cpu and memory",
+    ("policy", "no-probes"): "container filewcount has no readinessProbe",
+    ("policy", "unpinned-chart"): "chart version 88.x is not pinned",
+    ("policy", "beta-flux-api"): (
+        "uses the beta Flux API kustomize.toolkit.fluxcd.io/v1beta2, which Flux 2.8 removed; use "
+        "kustomize.toolkit.fluxcd.io/v1."
+    ),
+    ("policy", "hpa-v1"): "uses autoscaling/v1; use autoscaling/v2.",
+    ("policy", "no-namespace"): "Service filewcount (kube/apps/filewcount/service.yaml): has no metadata.namespace",
+}
+
+
+@pytest.fixture(scope="module")
+def schemas() -> Path:
+    path = validate.default_schemas_dir()
+    if not (path / "crds").is_dir() or not (path / "charts").is_dir():
+        pytest.fail(
+            f"Schema directory {path} is missing crds/ or charts/; set FILEWCOUNT_SCHEMAS_DIR or run `make schemas`.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def tree(schemas: Path) -> validate.Tree:
+    return validate.load_tree(validate.REPO_ROOT, schemas)
+
+
+def _objects(tree: validate.Tree, kind: str) -> dict[tuple[str, str], validate.Obj]:
+    return {(o.namespace, o.name): o for o in tree.all_objects() if o.kind == kind}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The real tree passes every check
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("check", validate.CHECK_NAMES)
+def test_tree_passes(tree: validate.Tree, check: str) -> None:
+    assert validate.CHECKS[check](tree) == []
+
+
+def test_every_flux_path_and_bootstrap_entry_is_built(tree: validate.Tree) -> None:
+    paths = {u.path for u in tree.units}
+    assert {
+        "kube/clusters/kind",
+        "kube/infrastructure/controllers",
+        "kube/infrastructure/configs",
+        "kube/apps",
+    } <= paths
+    bootstrap = validate.REPO_ROOT / validate.BOOTSTRAP_DIR
+    if bootstrap.is_dir():
+        for entry in bootstrap.iterdir():
+            if entry.is_dir() or entry.suffix in (".yaml", ".yml"):
+                assert str(entry.relative_to(validate.REPO_ROOT)) in paths
+
+
+def test_every_object_is_validated_by_a_schema(tree: validate.Tree) -> None:
+    """No object slips through both schema checks."""
+    for obj in tree.all_objects():
+        custom = (obj.group, obj.kind) in tree.crds
+        assert custom or not validate._is_custom(obj, tree), obj.ref()
+
+
+def test_tree_with_committed_flux_system_passes(schemas: Path, tmp_path: Path) -> None:
+    root = validate.materialize_fixture(POSITIVE_DIR / "flux-system-committed", tmp_path)
+    tree = validate.load_tree(root, schemas)
+    assert {name: check(tree) for name, check in validate.CHECKS.items()} == {n: [] for n in validate.CHECK_NAMES}
+    assert "kube/clusters/kind/flux-system/gotk-sync.yaml" in {o.origin for o in tree.all_objects()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Each check fails on the mistake it targets
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_every_check_has_negative_fixtures() -> None:
+    on_disk = {(c.parent.name, c.name) for c in NEGATIVE_DIR.glob("*/*") if c.is_dir()}
+    assert on_disk == set(NEGATIVE), "fixtures on disk and the NEGATIVE table differ"
+    assert {check for check, _ in NEGATIVE} == set(validate.CHECK_NAMES)
+
+
+@pytest.mark.parametrize(("check", "case"), sorted(NEGATIVE), ids=[f"{c}-{n}" for c, n in sorted(NEGATIVE)])
+def test_negative_fixture_fails_its_check(schemas: Path, tmp_path: Path, check: str, case: str) -> None:
+    root = validate.materialize_fixture(NEGATIVE_DIR / check / case, tmp_path)
+    problems = validate.CHECKS[check](validate.load_tree(root, schemas))
+    expected = NEGATIVE[(check, case)]
+    assert any(expected in p for p in problems), f"expected {expected!r} in:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        ("docker.io/bldrtech/filewcount:1.0", None),
+        ("registry:5000/team/app:2.0", None),
+        ("ghcr.io/x/y@sha256:" + "a" * 64, None),
+        ("docker.io/bldrtech/filewcount", "has no tag, so it means latest"),
+        ("registry:5000/team/app", "has no tag, so it means latest"),
+        ("nginx:latest", "uses the latest tag"),
+    ],
+)
+def test_image_problem(image: str, problem: str | None) -> None:
+    assert validate.image_problem(image) == problem
+
+
+def test_crd_schema_conversion_handles_kubernetes_extensions() -> None:
+    schema = validate.crd_to_jsonschema(
+        {
+            "type": "object",
+            "properties": {
+                "port": {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                "free": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "properties": {"a": {"type": "string"}},
+                },
+                "maybe": {"type": "string", "nullable": True},
+            },
+        }
+    )
+    validator = validate.jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors({"port": 80, "free": {"a": "x", "b": 1}, "maybe": None}))
+    assert not list(validator.iter_errors({"port": "http"}))
+    assert [e.message for e in validator.iter_errors({"typo": 1})] == [
+        "Additional properties are not allowed ('typo' was unexpected)"
+    ]
+
+
+def test_unknown_value_paths_stop_at_free_form_keys_and_lists() -> None:
+    known = frozenset({"a", "a.b", "a.resources", "a.list"})
+    values = {"a": {"b": 1, "resources": {"limits": {"cpu": 1}}, "list": [{"x": 1}], "c": 2}, "z": {}}
+    assert validate.unknown_value_paths(values, known) == ["a.c", "z"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The contract other parts of the project rely on (../shared/DESIGN.md, /tmp/agents/COMMON.md)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_kustomization_chain(tree: validate.Tree) -> None:
+    ks = _objects(tree, "Kustomization")
+    chain = {
+        "infrastructure-controllers": ("./kube/infrastructure/controllers", []),
+        "infrastructure-configs": ("./kube/infrastructure/configs", ["infrastructure-controllers"]),
+        "apps": ("./kube/apps", ["infrastructure-configs"]),
+    }
+    for name, (path, deps) in chain.items():
+        spec = ks[("flux-system", name)].spec
+        assert ks[("flux-system", name)].api_version == "kustomize.toolkit.fluxcd.io/v1"
+        assert spec["path"] == path
+        assert [d["name"] for d in spec.get("dependsOn", [])] == deps
+        assert spec["prune"] is True and spec["wait"] is True
+        assert spec["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+        assert spec["interval"] and spec["timeout"]
+
+
+def test_helm_releases(tree: validate.Tree) -> None:
+    releases = _objects(tree, "HelmRelease")
+    repos = _objects(tree, "HelmRepository")
+    expected = {
+        ("kube-system", "metrics-server"): (
+            "metrics-server",
+            "3.13.1",
+            "metrics-server",
+            "https://kubernetes-sigs.github.io/metrics-server/",
+        ),
+        ("monitoring", "kube-prometheus-stack"): (
+            "kube-prometheus-stack",
+            "88.5.3",
+            "prometheus-community",
+            "https://prometheus-community.github.io/helm-charts",
+        ),
+    }
+    assert set(releases) == set(expected)
+    for key, (chart, version, repo, url) in expected.items():
+        hr = releases[key]
+        assert hr.api_version == "helm.toolkit.fluxcd.io/v2"
+        spec = hr.spec["chart"]["spec"]
+        assert (spec["chart"], spec["version"], spec["sourceRef"]["name"]) == (chart, version, repo)
+        assert repos[("flux-system", repo)].spec["url"] == url
+        assert hr.spec["install"]["crds"] == "CreateReplace"
+        assert hr.spec["upgrade"]["crds"] == "CreateReplace"
+        assert hr.spec["driftDetection"]["mode"] == "enabled"
+    assert "--kubelet-insecure-tls" in releases[("kube-system", "metrics-server")].spec["values"]["args"]
+
+
+def test_kube_prometheus_stack_values(tree: validate.Tree) -> None:
+    values = _objects(tree, "HelmRelease")[("monitoring", "kube-prometheus-stack")].spec["values"]
+    grafana = values["grafana"]
+    assert grafana["admin"] == {
+        "existingSecret": "grafana-admin",
+        "userKey": "admin-user",
+        "passwordKey": "admin-password",
+    }
+    assert "adminPassword" not in grafana
+    assert grafana["service"] == {"type": "NodePort", "nodePort": 30081}
+    sidecar = grafana["sidecar"]["dashboards"]
+    assert (sidecar["label"], sidecar["labelValue"]) == ("grafana_dashboard", "1")
+    for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+        assert values[component]["enabled"] is False
+    assert values["prometheus-node-exporter"]["hostRootFsMount"]["enabled"] is False
+    prom = values["prometheus"]["prometheusSpec"]
+    assert prom["retention"] and prom["retentionSize"]
+    assert prom["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+
+
+def test_dashboards(tree: validate.Tree) -> None:
+    found = {}
+    for cm in _objects(tree, "ConfigMap").values():
+        if cm.labels.get("grafana_dashboard") == "1":
+            assert cm.namespace == "monitoring"
+            for body in cm.doc["data"].values():
+                dashboard = json.loads(body)
+                found[dashboard["uid"]] = dashboard
+    assert set(found) == {"flux-cluster", "filewcount"}
+    # Grafana's URL slug: lower-case title, runs of non-alphanumerics become '-'.
+    assert re.sub(r"[^a-z0-9]+", "-", found["flux-cluster"]["title"].lower()).strip("-") == "flux-cluster-stats"
+    exprs = " ".join(t["expr"] for p in found["filewcount"]["panels"] for t in p["targets"])
+    for metric in (
+        "kube_deployment_status_replicas_available",
+        "kube_horizontalpodautoscaler_spec_target_metric",
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+        "kube_pod_container_status_restarts_total",
+    ):
+        assert metric in exprs
+    for dashboard in found.values():
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_alerts(tree: validate.Tree) -> None:
+    alerts = {
+        r["alert"]
+        for rule in _objects(tree, "PrometheusRule").values()
+        for g in rule.spec["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+    assert {
+        "FilewcountUnavailable",
+        "FilewcountHPAAtMaxReplicas",
+        "FluxReconciliationFailing",
+        "FilewcountPodsRestarting",
+    } <= alerts
+    monitor = _objects(tree, "PodMonitor")[("monitoring", "flux-system")]
+    assert [e["port"] for e in monitor.spec["podMetricsEndpoints"]] == ["http-prom"]
+    assert monitor.spec["namespaceSelector"] == {"matchNames": ["flux-system"]}
+
+
+def test_filewcount_app(tree: validate.Tree) -> None:
+    deploy = _objects(tree, "Deployment")[("filewcount", "filewcount")].doc
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "docker.io/bldrtech/filewcount:1.0"
+    assert [p["containerPort"] for p in container["ports"]] == [80]
+    assert deploy["spec"]["replicas"] == 3
+    assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "20Mi"},
+        "limits": {"cpu": "800m", "memory": "100Mi"},
+    }
+    service = _objects(tree, "Service")[("filewcount", "filewcount")].spec
+    assert service["type"] == "NodePort" and service["ports"][0]["nodePort"] == 30080
+    hpa = _objects(tree, "HorizontalPodAutoscaler")[("filewcount", "filewcount")]
+    assert hpa.api_version == "autoscaling/v2"
+    assert (hpa.spec["minReplicas"], hpa.spec["maxReplicas"]) == (3, 10)
+    assert hpa.spec["behavior"]["scaleUp"] and hpa.spec["behavior"]["scaleDown"]
+    assert ("filewcount", "filewcount") in _objects(tree, "PodDisruptionBudget")
+    assert ("", "filewcount") in _objects(tree, "Namespace")
+
+
+def test_upgrade_edit_touches_only_the_tag() -> None:
+    """docs/gitops.md upgrades with a sed on the image line; it must match exactly one line."""
+    text = (validate.REPO_ROOT / "kube/apps/filewcount/deployment.yaml").read_text()
+    assert len(re.findall(r"image: docker\.io/bldrtech/filewcount:", text)) == 1
+    upgraded = re.sub(r"(image: docker\.io/bldrtech/filewcount:)\S+", r"\g<1>2.0", text)
+    docs = list(yaml.safe_load_all(upgraded))
+    assert docs[0]["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/bldrtech/filewcount:2.0"
