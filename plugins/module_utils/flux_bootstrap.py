@@ -348,7 +348,7 @@ class Observed:
         return {
             "url": git.get("url"),
             "branch": git.get("branch"),
-            "path": ks.get("path"),
+            "path": normalize_path(ks.get("path")) if ks else None,
             "interval": git.get("interval"),
             "version": versions.pop() if len(versions) == 1 else (sorted(versions) or None),
             "components": sorted(self.versions),
