@@ -11,7 +11,9 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.k8s_health impor
     condition_status,
     describe_condition,
     describe_warnings,
+    format_phase_durations,
     hpa_cpu,
+    not_ready,
     phase_durations,
     recent_warnings,
     rollout_state,
@@ -43,11 +45,13 @@ class FilterModule:
         return {
             "condition_status": _wrap(condition_status),
             "describe_condition": _wrap(describe_condition),
+            "not_ready": _wrap(not_ready),
             "rollout_state": _wrap(rollout_state),
             "hpa_cpu": _wrap(hpa_cpu),
             "prometheus_target_problems": _wrap(target_problems),
             "recent_warnings": _wrap(recent_warnings),
             "describe_warnings": _wrap(describe_warnings),
             "phase_durations": _wrap(phase_durations),
+            "format_phase_durations": _wrap(format_phase_durations),
             "status_report": _wrap(_status_report),
         }

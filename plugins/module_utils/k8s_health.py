@@ -65,6 +65,25 @@ def describe_condition(objs: Any, ctype: str = "Ready") -> str:
     return f"{name}: {ctype}={cond.get('status', 'Unknown')} reason={reason} message={message}"
 
 
+def not_ready(results: Iterable[Mapping[str, Any]] | None, ctype: str = "Ready", kind: str = "object") -> list[str]:
+    """Describe every registered ``k8s_info`` loop result whose object is not ``ctype``=True.
+
+    Each result needs ``item`` (with ``name`` and ``namespace``) and ``resources``; a result without
+    ``resources`` is an API error and is described with its ``msg``.
+    """
+    problems = []
+    for res in results or []:
+        item = res.get("item") or {}
+        ref = f"{kind} {item.get('namespace', '?')}/{item.get('name', '?')}"
+        if "resources" not in res:
+            problems.append(f"{ref}: the API call failed: {res.get('msg', 'no message')}")
+        elif not res["resources"]:
+            problems.append(f"{ref}: not found (has Flux applied it yet?)")
+        elif condition_status(res["resources"], ctype) != "True":
+            problems.append(describe_condition(res["resources"], ctype))
+    return problems
+
+
 # ----------------------------------------------------------------------------------------------- deployments
 def rollout_state(objs: Any, image: str | None = None) -> dict[str, Any]:
     """Judge a Deployment's rollout like ``kubectl rollout status`` does, plus zero unavailable replicas.
@@ -292,6 +311,11 @@ def phase_durations(marks: Iterable[Mapping[str, Any]] | None) -> list[dict[str,
         total = ordered[-1]["at"] - ordered[0]["at"]
         rows.append({"phase": "total", "seconds": round(total, 1), "text": format_duration(total)})
     return rows
+
+
+def format_phase_durations(marks: Iterable[Mapping[str, Any]] | None) -> str:
+    """One line: ``preflight 10s, kind 1m10s, total 1m20s`` (empty when fewer than two marks)."""
+    return ", ".join(f"{row['phase']} {row['text']}" for row in phase_durations(marks))
 
 
 def format_duration(seconds: float) -> str:

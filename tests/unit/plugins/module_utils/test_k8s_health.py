@@ -227,5 +227,24 @@ def test_phase_durations():
         {"phase": "flux", "seconds": 70.4, "text": "1m10s"},
         {"phase": "total", "seconds": 150.4, "text": "2m30s"},
     ]
+    assert h.format_phase_durations(marks) == "preflight 10s, kind 1m10s, flux 1m10s, total 2m30s"
     assert h.phase_durations([]) == []
     assert h.phase_durations([{"phase": "only", "at": 1}]) == []
+
+
+def test_not_ready_describes_each_failure():
+    results = [
+        {"item": {"name": "metrics-server", "namespace": "kube-system"},
+         "resources": [_obj(name="metrics-server", ns="kube-system", conditions=[READY])]},
+        {"item": {"name": "kube-prometheus-stack", "namespace": "monitoring"},
+         "resources": [_obj(name="kube-prometheus-stack", conditions=[FAILED])]},
+        {"item": {"name": "gone", "namespace": "monitoring"}, "resources": []},
+        {"item": {"name": "err", "namespace": "monitoring"}, "msg": "Unauthorized"},
+    ]
+    assert h.not_ready(results, kind="HelmRelease") == [
+        "HelmRelease monitoring/kube-prometheus-stack: Ready=False reason=InstallFailed "
+        "message=context deadline exceeded",
+        "HelmRelease monitoring/gone: not found (has Flux applied it yet?)",
+        "HelmRelease monitoring/err: the API call failed: Unauthorized",
+    ]
+    assert h.not_ready(results[:1]) == []
