@@ -8,6 +8,9 @@ object's Ready (Available for Deployments) condition False with the given reason
 Nothing here runs workloads or applies the content of a Flux source.
 """
 
+# Hashes here derive deterministic fake IDs/revisions, not secrets.
+# ruff: noqa: S324, PLR0917
+
 from __future__ import annotations
 
 import copy
@@ -41,11 +44,16 @@ class FailRule:
         return cls(kind.lower(), "" if namespace in ("", "_") else namespace, name, reason, message)
 
 
-def _condition(old_status: dict | None, ctype: str, status: str, reason: str, message: str,
-               generation: int | None = None) -> dict:
+def _condition(
+    old_status: dict | None, ctype: str, status: str, reason: str, message: str, generation: int | None = None
+) -> dict:
     for cond in (old_status or {}).get("conditions") or []:
-        if cond.get("type") == ctype and cond.get("status") == status and cond.get("reason") == reason \
-                and cond.get("message") == message:
+        if (
+            cond.get("type") == ctype
+            and cond.get("status") == status
+            and cond.get("reason") == reason
+            and cond.get("message") == message
+        ):
             out = copy.deepcopy(cond)
             if generation is not None:
                 out["observedGeneration"] = generation
@@ -85,8 +93,11 @@ class Controllers:
     def _failure(self, obj: dict) -> FailRule | None:
         meta = obj["metadata"]
         for rule in self.fail_rules:
-            if rule.kind == obj["kind"].lower() and rule.name == meta["name"] and \
-                    rule.namespace == meta.get("namespace", ""):
+            if (
+                rule.kind == obj["kind"].lower()
+                and rule.name == meta["name"]
+                and rule.namespace == meta.get("namespace", "")
+            ):
                 return rule
         return None
 
@@ -128,27 +139,47 @@ class Controllers:
             status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
             for ctype in ("MemoryPressure", "DiskPressure", "PIDPressure"):
                 if not any(c.get("type") == ctype for c in status["conditions"]):
-                    status["conditions"].append(_condition(old, ctype, "False", f"KubeletHasNo{ctype}",
-                                                           f"kubelet has no {ctype.lower()}"))
-            ready = _condition(old, "Ready", "False" if fail else "True", fail.reason if fail else "KubeletReady",
-                               fail.message if fail else "kubelet is posting ready status")
+                    status["conditions"].append(
+                        _condition(old, ctype, "False", f"KubeletHasNo{ctype}", f"kubelet has no {ctype.lower()}")
+                    )
+            ready = _condition(
+                old,
+                "Ready",
+                "False" if fail else "True",
+                fail.reason if fail else "KubeletReady",
+                fail.message if fail else "kubelet is posting ready status",
+            )
             ready.setdefault("lastHeartbeatTime", ready["lastTransitionTime"])
             status["conditions"].append(ready)
-            status.setdefault("addresses", [{"type": "InternalIP", "address": "172.18.0.2"},
-                                            {"type": "Hostname", "address": node["metadata"]["name"]}])
+            status.setdefault(
+                "addresses",
+                [
+                    {"type": "InternalIP", "address": "172.18.0.2"},
+                    {"type": "Hostname", "address": node["metadata"]["name"]},
+                ],
+            )
             status.setdefault("capacity", {"cpu": "2", "memory": "8Gi", "pods": "110"})
             status.setdefault("allocatable", {"cpu": "2", "memory": "8Gi", "pods": "110"})
-            status.setdefault("nodeInfo", {
-                "architecture": "amd64", "bootID": _hex("boot" + node["metadata"]["name"], 32),
-                "containerRuntimeVersion": "containerd://2.1.0", "kernelVersion": "6.1.0",
-                "kubeProxyVersion": "", "kubeletVersion": "v1.37.0",
-                "machineID": _hex("machine" + node["metadata"]["name"], 32), "operatingSystem": "linux",
-                "osImage": "Debian GNU/Linux 12 (bookworm)", "systemUUID": _hex("uuid" + node["metadata"]["name"], 32),
-            })
+            status.setdefault(
+                "nodeInfo",
+                {
+                    "architecture": "amd64",
+                    "bootID": _hex("boot" + node["metadata"]["name"], 32),
+                    "containerRuntimeVersion": "containerd://2.1.0",
+                    "kernelVersion": "6.1.0",
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": "v1.37.0",
+                    "machineID": _hex("machine" + node["metadata"]["name"], 32),
+                    "operatingSystem": "linux",
+                    "osImage": "Debian GNU/Linux 12 (bookworm)",
+                    "systemUUID": _hex("uuid" + node["metadata"]["name"], 32),
+                },
+            )
             self.store.set_status_internal(rtype, node, status)
 
-    def _pod_template_pods(self, owner_type, owner: dict, template: dict, replicas: int, names: list[str],
-                           extra_labels: dict) -> None:
+    def _pod_template_pods(
+        self, owner_type, owner: dict, template: dict, replicas: int, names: list[str], extra_labels: dict
+    ) -> None:
         pod_type = self._t("", "v1", "pods")
         ns = owner["metadata"]["namespace"]
         uid = owner["metadata"]["uid"]
@@ -156,8 +187,10 @@ class Controllers:
         nodes = self.store.list(self._t("", "v1", "nodes"), None)[0]
         node_name = nodes[0]["metadata"]["name"] if nodes else ""
         for pod in self.store.list(pod_type, ns)[0]:
-            if any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or []) and \
-                    pod["metadata"]["name"] not in wanted:
+            if (
+                any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
+                and pod["metadata"]["name"] not in wanted
+            ):
                 self.store.delete_internal(pod_type, pod)
         for name in names:
             if self.store.raw(pod_type, ns, name) is not None:
@@ -167,14 +200,27 @@ class Controllers:
                 spec.setdefault("nodeName", node_name)
             labels = dict(((template or {}).get("metadata") or {}).get("labels") or {})
             labels.update(extra_labels)
-            pod = {"apiVersion": "v1", "kind": "Pod",
-                   "metadata": {"name": name, "namespace": ns, "labels": labels,
-                                "annotations": dict(((template or {}).get("metadata") or {}).get("annotations")
-                                                    or {}),
-                                "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                                                     "name": owner["metadata"]["name"], "uid": uid,
-                                                     "controller": True, "blockOwnerDeletion": True}]},
-                   "spec": spec}
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": labels,
+                    "annotations": dict(((template or {}).get("metadata") or {}).get("annotations") or {}),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": owner["apiVersion"],
+                            "kind": owner["kind"],
+                            "name": owner["metadata"]["name"],
+                            "uid": uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": spec,
+            }
             self.store.put_internal(pod_type, pod)
 
     def _workloads(self) -> None:
@@ -187,25 +233,41 @@ class Controllers:
             rs_name = f"{dep['metadata']['name']}-{pth}"
             ns = dep["metadata"]["namespace"]
             for rs in self.store.list(rs_type, ns)[0]:
-                owned = any(o.get("uid") == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences")
-                            or [])
+                owned = any(o.get("uid") == dep["metadata"]["uid"] for o in rs["metadata"].get("ownerReferences") or [])
                 if owned and rs["metadata"]["name"] != rs_name and (rs.get("spec") or {}).get("replicas", 1) != 0:
-                    rs = copy.deepcopy(rs)
-                    rs["spec"]["replicas"] = 0
-                    self.store.put_internal(rs_type, rs)
+                    scaled = copy.deepcopy(rs)
+                    scaled["spec"]["replicas"] = 0
+                    self.store.put_internal(rs_type, scaled)
             tmpl = copy.deepcopy(template)
             tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pth
             selector = copy.deepcopy(spec.get("selector") or {})
             selector.setdefault("matchLabels", {})["pod-template-hash"] = pth
             existing = self.store.raw(rs_type, ns, rs_name)
-            rs = copy.deepcopy(existing) if existing else {
-                "apiVersion": "apps/v1", "kind": "ReplicaSet",
-                "metadata": {"name": rs_name, "namespace": ns, "labels": dict(tmpl["metadata"]["labels"]),
-                             "annotations": {"deployment.kubernetes.io/revision": "1"},
-                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                                  "name": dep["metadata"]["name"], "uid": dep["metadata"]["uid"],
-                                                  "controller": True, "blockOwnerDeletion": True}]},
-                "spec": {"selector": selector, "template": tmpl}}
+            rs = (
+                copy.deepcopy(existing)
+                if existing
+                else {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": rs_name,
+                        "namespace": ns,
+                        "labels": dict(tmpl["metadata"]["labels"]),
+                        "annotations": {"deployment.kubernetes.io/revision": "1"},
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "apps/v1",
+                                "kind": "Deployment",
+                                "name": dep["metadata"]["name"],
+                                "uid": dep["metadata"]["uid"],
+                                "controller": True,
+                                "blockOwnerDeletion": True,
+                            }
+                        ],
+                    },
+                    "spec": {"selector": selector, "template": tmpl},
+                }
+            )
             rs["spec"]["replicas"] = replicas
             self.store.put_internal(rs_type, rs)
             fail = self._failure(dep)
@@ -213,18 +275,39 @@ class Controllers:
             old = dep.get("status") or {}
             gen = dep["metadata"].get("generation", 1)
             if fail:
-                conditions = [_condition(old, "Available", "False", fail.reason, fail.message),
-                              _condition(old, "Progressing", "False", "ProgressDeadlineExceeded",
-                                         f'ReplicaSet "{rs_name}" has timed out progressing.')]
+                conditions = [
+                    _condition(old, "Available", "False", fail.reason, fail.message),
+                    _condition(
+                        old,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    ),
+                ]
             else:
-                conditions = [_condition(old, "Available", "True", "MinimumReplicasAvailable",
-                                         "Deployment has minimum availability."),
-                              _condition(old, "Progressing", "True", "NewReplicaSetAvailable",
-                                         f'ReplicaSet "{rs_name}" has successfully progressed.')]
+                conditions = [
+                    _condition(
+                        old, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+                    ),
+                    _condition(
+                        old,
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    ),
+                ]
             for cond in conditions:
                 cond.setdefault("lastUpdateTime", cond["lastTransitionTime"])
-            status = {"observedGeneration": gen, "replicas": replicas, "updatedReplicas": replicas,
-                      "readyReplicas": ready, "availableReplicas": ready, "conditions": conditions}
+            status = {
+                "observedGeneration": gen,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "conditions": conditions,
+            }
             if ready < replicas:
                 status["unavailableReplicas"] = replicas - ready
             if ready == 0:
@@ -235,24 +318,42 @@ class Controllers:
             replicas = int((rs.get("spec") or {}).get("replicas", 1))
             pth = ((rs["metadata"].get("labels") or {}).get("pod-template-hash")) or stable_hash(rs["spec"], 10)
             names = [f"{rs['metadata']['name']}-{_hex(rs['metadata']['name'] + str(i), 5)}" for i in range(replicas)]
-            self._pod_template_pods(rtype, rs, (rs.get("spec") or {}).get("template"), replicas, names,
-                                    {"pod-template-hash": pth})
-            status = {"observedGeneration": rs["metadata"].get("generation", 1), "replicas": replicas,
-                      "fullyLabeledReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
+            self._pod_template_pods(
+                rtype, rs, (rs.get("spec") or {}).get("template"), replicas, names, {"pod-template-hash": pth}
+            )
+            status = {
+                "observedGeneration": rs["metadata"].get("generation", 1),
+                "replicas": replicas,
+                "fullyLabeledReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+            }
             self.store.set_status_internal(rtype, rs, status)
         for rtype, sts in self._items("apps", "v1", "statefulsets"):
             replicas = int((sts.get("spec") or {}).get("replicas", 1))
             rev = f"{sts['metadata']['name']}-{stable_hash((sts.get('spec') or {}).get('template'), 10)}"
             names = [f"{sts['metadata']['name']}-{i}" for i in range(replicas)]
-            self._pod_template_pods(rtype, sts, (sts.get("spec") or {}).get("template"), replicas, names,
-                                    {"controller-revision-hash": rev,
-                                     "apps.kubernetes.io/pod-index": "0"})
+            self._pod_template_pods(
+                rtype,
+                sts,
+                (sts.get("spec") or {}).get("template"),
+                replicas,
+                names,
+                {"controller-revision-hash": rev, "apps.kubernetes.io/pod-index": "0"},
+            )
             fail = self._failure(sts)
             ready = 0 if fail else replicas
-            status = {"observedGeneration": sts["metadata"].get("generation", 1), "replicas": replicas,
-                      "readyReplicas": ready, "currentReplicas": replicas, "updatedReplicas": replicas,
-                      "availableReplicas": ready, "currentRevision": rev, "updateRevision": rev,
-                      "collisionCount": 0}
+            status = {
+                "observedGeneration": sts["metadata"].get("generation", 1),
+                "replicas": replicas,
+                "readyReplicas": ready,
+                "currentReplicas": replicas,
+                "updatedReplicas": replicas,
+                "availableReplicas": ready,
+                "currentRevision": rev,
+                "updateRevision": rev,
+                "collisionCount": 0,
+            }
             if fail:
                 status["conditions"] = [_condition(sts.get("status"), "Ready", "False", fail.reason, fail.message)]
             self.store.set_status_internal(rtype, sts, status)
@@ -260,9 +361,15 @@ class Controllers:
         for rtype, ds in self._items("apps", "v1", "daemonsets"):
             fail = self._failure(ds)
             ready = 0 if fail else nodes
-            status = {"observedGeneration": ds["metadata"].get("generation", 1), "currentNumberScheduled": nodes,
-                      "desiredNumberScheduled": nodes, "numberMisscheduled": 0, "numberReady": ready,
-                      "numberAvailable": ready, "updatedNumberScheduled": nodes}
+            status = {
+                "observedGeneration": ds["metadata"].get("generation", 1),
+                "currentNumberScheduled": nodes,
+                "desiredNumberScheduled": nodes,
+                "numberMisscheduled": 0,
+                "numberReady": ready,
+                "numberAvailable": ready,
+                "updatedNumberScheduled": nodes,
+            }
             if fail:
                 status["numberUnavailable"] = nodes
                 status["conditions"] = [_condition(ds.get("status"), "Ready", "False", fail.reason, fail.message)]
@@ -298,27 +405,43 @@ class Controllers:
             started = old.get("startTime") or pod["metadata"]["creationTimestamp"]
             containers = (pod.get("spec") or {}).get("containers") or []
             ok = "False" if fail else "True"
-            conditions = [_condition(old, "PodScheduled", "True", "", ""),
-                          _condition(old, "Initialized", "True", "", ""),
-                          _condition(old, "ContainersReady", ok, fail.reason if fail else "",
-                                     fail.message if fail else ""),
-                          _condition(old, "Ready", ok, fail.reason if fail else "", fail.message if fail else "")]
+            conditions = [
+                _condition(old, "PodScheduled", "True", "", ""),
+                _condition(old, "Initialized", "True", "", ""),
+                _condition(old, "ContainersReady", ok, fail.reason if fail else "", fail.message if fail else ""),
+                _condition(old, "Ready", ok, fail.reason if fail else "", fail.message if fail else ""),
+            ]
             for cond in conditions:
                 for key in ("reason", "message"):
                     if not cond[key]:
                         cond.pop(key)
             statuses = []
             for c in containers:
-                st = {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": c.get("image", ""),
-                      "ready": not fail, "started": not fail, "restartCount": 0,
-                      "containerID": "containerd://" + _hex(pod["metadata"]["uid"] + c.get("name", ""), 64)}
-                st["state"] = {"waiting": {"reason": fail.reason, "message": fail.message}} if fail else \
-                    {"running": {"startedAt": started}}
+                st = {
+                    "name": c.get("name", ""),
+                    "image": c.get("image", ""),
+                    "imageID": c.get("image", ""),
+                    "ready": not fail,
+                    "started": not fail,
+                    "restartCount": 0,
+                    "containerID": "containerd://" + _hex(pod["metadata"]["uid"] + c.get("name", ""), 64),
+                }
+                st["state"] = (
+                    {"waiting": {"reason": fail.reason, "message": fail.message}}
+                    if fail
+                    else {"running": {"startedAt": started}}
+                )
                 statuses.append(st)
             ip = hashlib.sha1(pod["metadata"]["uid"].encode()).digest()
-            status = {"phase": "Pending" if fail else "Running", "conditions": conditions,
-                      "hostIP": "172.18.0.2", "podIP": f"10.244.{ip[0]}.{max(ip[1], 2)}",
-                      "startTime": started, "containerStatuses": statuses, "qosClass": "BestEffort"}
+            status = {
+                "phase": "Pending" if fail else "Running",
+                "conditions": conditions,
+                "hostIP": "172.18.0.2",
+                "podIP": f"10.244.{ip[0]}.{max(ip[1], 2)}",
+                "startTime": started,
+                "containerStatuses": statuses,
+                "qosClass": "BestEffort",
+            }
             status["podIPs"] = [{"ip": status["podIP"]}]
             self.store.set_status_internal(rtype, pod, status)
 
@@ -326,13 +449,24 @@ class Controllers:
         for rtype, pvc in self._items("", "v1", "persistentvolumeclaims"):
             spec = pvc.get("spec") or {}
             storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
-            self.store.set_status_internal(rtype, pvc, {"phase": "Bound", "accessModes": spec.get("accessModes")
-                                                        or ["ReadWriteOnce"], "capacity": {"storage": storage}})
+            self.store.set_status_internal(
+                rtype,
+                pvc,
+                {
+                    "phase": "Bound",
+                    "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                    "capacity": {"storage": storage},
+                },
+            )
         for rtype, svc in self._items("apiregistration.k8s.io", "v1", "apiservices"):
             fail = self._failure(svc)
-            cond = _condition(svc.get("status"), "Available", "False" if fail else "True",
-                              fail.reason if fail else "Passed",
-                              fail.message if fail else "all checks passed")
+            cond = _condition(
+                svc.get("status"),
+                "Available",
+                "False" if fail else "True",
+                fail.reason if fail else "Passed",
+                fail.message if fail else "all checks passed",
+            )
             self.store.set_status_internal(rtype, svc, {"conditions": [cond]})
 
     def _hpas(self) -> None:
@@ -350,17 +484,25 @@ class Controllers:
             fail = self._failure(hpa)
             if target is None or fail:
                 reason = fail.reason if fail else "FailedGetScale"
-                message = fail.message if fail else (
-                    f'the HPA controller was unable to get the target\'s current scale: '
-                    f'{ref.get("kind", "").lower()}s.apps "{ref.get("name", "")}" not found')
-                status = {"currentReplicas": 0, "desiredReplicas": 0,
-                          "conditions": [_condition(old, "AbleToScale", "False" if target is None else "True",
-                                                    reason, message),
-                                         _condition(old, "ScalingActive", "False", reason, message)]}
+                message = (
+                    fail.message
+                    if fail
+                    else (
+                        f"the HPA controller was unable to get the target's current scale: "
+                        f'{ref.get("kind", "").lower()}s.apps "{ref.get("name", "")}" not found'
+                    )
+                )
+                status = {
+                    "currentReplicas": 0,
+                    "desiredReplicas": 0,
+                    "conditions": [
+                        _condition(old, "AbleToScale", "False" if target is None else "True", reason, message),
+                        _condition(old, "ScalingActive", "False", reason, message),
+                    ],
+                }
                 self.store.set_status_internal(rtype, hpa, status)
                 continue
-            current = int((target.get("status") or {}).get("replicas",
-                                                            (target.get("spec") or {}).get("replicas", 1)))
+            current = int((target.get("status") or {}).get("replicas", (target.get("spec") or {}).get("replicas", 1)))
             desired = min(max(current, lo), hi)
             metrics = []
             for metric in spec.get("metrics") or []:
@@ -372,15 +514,30 @@ class Controllers:
                 if (res.get("target") or {}).get("type") == "Utilization":
                     cur["averageUtilization"] = 5 if res.get("name") == "cpu" else 10
                 metrics.append({"type": "Resource", "resource": {"name": res.get("name"), "current": cur}})
-            status = {"observedGeneration": hpa["metadata"].get("generation", 1), "currentReplicas": current,
-                      "desiredReplicas": desired, "currentMetrics": metrics,
-                      "conditions": [_condition(old, "AbleToScale", "True", "ReadyForNewScale",
-                                                "recommended size matches current size"),
-                                     _condition(old, "ScalingActive", "True", "ValidMetricFound",
-                                                "the HPA was able to successfully calculate a replica count from "
-                                                "cpu resource utilization (percentage of request)"),
-                                     _condition(old, "ScalingLimited", "False", "DesiredWithinRange",
-                                                "the desired count is within the acceptable range")]}
+            status = {
+                "observedGeneration": hpa["metadata"].get("generation", 1),
+                "currentReplicas": current,
+                "desiredReplicas": desired,
+                "currentMetrics": metrics,
+                "conditions": [
+                    _condition(old, "AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"),
+                    _condition(
+                        old,
+                        "ScalingActive",
+                        "True",
+                        "ValidMetricFound",
+                        "the HPA was able to successfully calculate a replica count from "
+                        "cpu resource utilization (percentage of request)",
+                    ),
+                    _condition(
+                        old,
+                        "ScalingLimited",
+                        "False",
+                        "DesiredWithinRange",
+                        "the desired count is within the acceptable range",
+                    ),
+                ],
+            }
             if not metrics:
                 status.pop("currentMetrics")
             self.store.set_status_internal(rtype, hpa, status)
@@ -418,9 +575,14 @@ class Controllers:
             return None
         plural = kind.lower()
         path = f"{plural}/{meta['namespace']}/{meta['name']}/{_hex(seed, 12)}.tar.gz"
-        return {"digest": f"sha256:{_hex(seed + 'digest', 64)}", "lastUpdateTime": meta["creationTimestamp"],
-                "path": path, "revision": revision, "size": 4096,
-                "url": f"http://source-controller.flux-system.svc.cluster.local./{path}"}
+        return {
+            "digest": f"sha256:{_hex(seed + 'digest', 64)}",
+            "lastUpdateTime": meta["creationTimestamp"],
+            "path": path,
+            "revision": revision,
+            "size": 4096,
+            "url": f"http://source-controller.flux-system.svc.cluster.local./{path}",
+        }
 
     def _dependency_failure(self, obj: dict) -> tuple[str, str] | None:
         for dep in (obj.get("spec") or {}).get("dependsOn") or []:
@@ -465,8 +627,9 @@ class Controllers:
             elif kind == "Kustomization":
                 problem = problem or self._dependency_failure(obj)
                 ref = (obj.get("spec") or {}).get("sourceRef") or {}
-                source = self._source(ref.get("kind", "GitRepository"), ref.get("namespace") or meta["namespace"],
-                                      ref.get("name", ""))
+                source = self._source(
+                    ref.get("kind", "GitRepository"), ref.get("namespace") or meta["namespace"], ref.get("name", "")
+                )
                 revision = ((source or {}).get("status") or {}).get("artifact", {}).get("revision")
                 if not problem and (source is None or not revision):
                     problem = ("ArtifactFailed", "Source artifact not found, retrying in 30s")
@@ -481,8 +644,11 @@ class Controllers:
                 version = chart.get("version") or "0.1.0"
                 chart_ref = (obj.get("spec") or {}).get("chartRef")
                 if chart_ref:
-                    src = self._source(chart_ref.get("kind", "OCIRepository"),
-                                       chart_ref.get("namespace") or meta["namespace"], chart_ref.get("name", ""))
+                    src = self._source(
+                        chart_ref.get("kind", "OCIRepository"),
+                        chart_ref.get("namespace") or meta["namespace"],
+                        chart_ref.get("name", ""),
+                    )
                     version = (((src or {}).get("status") or {}).get("artifact") or {}).get("revision", version)
                 release = (obj.get("spec") or {}).get("releaseName") or meta["name"]
                 target_ns = (obj.get("spec") or {}).get("targetNamespace") or meta["namespace"]
@@ -493,13 +659,23 @@ class Controllers:
                     status["helmChart"] = f"{meta['namespace']}/{meta['namespace']}-{meta['name']}"
                     status["storageNamespace"] = target_ns
                     first = ((old.get("history") or [{}])[0]).get("firstDeployed") or now()
-                    status["history"] = [{"chartName": chart_name, "chartVersion": version,
-                                          "configDigest": f"sha256:{_hex(stable_hash(obj.get('spec'), 40), 64)}",
-                                          "digest": f"sha256:{_hex(release + version, 64)}",
-                                          "firstDeployed": first, "lastDeployed": first, "name": release,
-                                          "namespace": target_ns, "status": "deployed", "version": 1}]
-                    message = (f"Helm install succeeded for release {target_ns}/{release}.v1 with chart "
-                               f"{chart_name}@{version}")
+                    status["history"] = [
+                        {
+                            "chartName": chart_name,
+                            "chartVersion": version,
+                            "configDigest": f"sha256:{_hex(stable_hash(obj.get('spec'), 40), 64)}",
+                            "digest": f"sha256:{_hex(release + version, 64)}",
+                            "firstDeployed": first,
+                            "lastDeployed": first,
+                            "name": release,
+                            "namespace": target_ns,
+                            "status": "deployed",
+                            "version": 1,
+                        }
+                    ]
+                    message = (
+                        f"Helm install succeeded for release {target_ns}/{release}.v1 with chart {chart_name}@{version}"
+                    )
             if problem:
                 ready = _condition(old, "Ready", "False", problem[0], problem[1], None)
                 status["conditions"] = [ready]
@@ -515,8 +691,7 @@ class Controllers:
                 if kind == "HelmRelease":
                     conditions.append(_condition(old, "Released", "True", "InstallSucceeded", message, None))
                 if kind == "Kustomization":
-                    conditions.append(_condition(old, "Healthy", "True", "Succeeded", "Health check passed",
-                                                 None))
+                    conditions.append(_condition(old, "Healthy", "True", "Succeeded", "Health check passed", None))
                 status["conditions"] = conditions
             for cond in status["conditions"]:
                 cond["observedGeneration"] = gen
@@ -527,10 +702,20 @@ class Controllers:
 def node_metrics(store: Store) -> list[dict]:
     out = []
     for node in store.list(store.find_type("", "v1", "nodes"), None)[0]:
-        out.append({"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
-                    "metadata": {"name": node["metadata"]["name"], "creationTimestamp": now(),
-                                 "labels": node["metadata"].get("labels") or {}},
-                    "timestamp": now(), "window": "10.5s", "usage": {"cpu": "250m", "memory": "1024Mi"}})
+        out.append(
+            {
+                "kind": "NodeMetrics",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {
+                    "name": node["metadata"]["name"],
+                    "creationTimestamp": now(),
+                    "labels": node["metadata"].get("labels") or {},
+                },
+                "timestamp": now(),
+                "window": "10.5s",
+                "usage": {"cpu": "250m", "memory": "1024Mi"},
+            }
+        )
     return out
 
 
@@ -539,12 +724,25 @@ def pod_metrics(store: Store, namespace: str | None) -> list[dict]:
     for pod in store.list(store.find_type("", "v1", "pods"), namespace)[0]:
         if (pod.get("status") or {}).get("phase") != "Running":
             continue
-        containers = [{"name": c.get("name", ""), "usage": {"cpu": "5m", "memory": "20Mi"}}
-                      for c in (pod.get("spec") or {}).get("containers") or []]
-        out.append({"kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
-                    "metadata": {"name": pod["metadata"]["name"], "namespace": pod["metadata"]["namespace"],
-                                 "creationTimestamp": now(), "labels": pod["metadata"].get("labels") or {}},
-                    "timestamp": now(), "window": "10.5s", "containers": containers})
+        containers = [
+            {"name": c.get("name", ""), "usage": {"cpu": "5m", "memory": "20Mi"}}
+            for c in (pod.get("spec") or {}).get("containers") or []
+        ]
+        out.append(
+            {
+                "kind": "PodMetrics",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {
+                    "name": pod["metadata"]["name"],
+                    "namespace": pod["metadata"]["namespace"],
+                    "creationTimestamp": now(),
+                    "labels": pod["metadata"].get("labels") or {},
+                },
+                "timestamp": now(),
+                "window": "10.5s",
+                "containers": containers,
+            }
+        )
     return out
 
 

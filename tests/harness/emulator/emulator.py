@@ -31,9 +31,13 @@ Known approximations (documented deviations from a real API server):
   (kubectl prints its default columns). No authentication/authorization, no admission webhooks.
 """
 
+# Route handlers answer in many places by design (one return per HTTP outcome).
+# ruff: noqa: PLR0911
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -53,10 +58,21 @@ import patching
 import yaml
 from store import ApiError, Store, not_found
 
-KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "0" * 40,
-                "gitTreeState": "clean", "buildDate": "2026-08-26T00:00:00Z", "goVersion": "go1.25.0",
-                "compiler": "gc", "platform": "linux/amd64", "emulationMajor": "1", "emulationMinor": "37",
-                "minCompatibilityMajor": "1", "minCompatibilityMinor": "36"}
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "37",
+    "gitVersion": "v1.37.0",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2026-08-26T00:00:00Z",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+}
 
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
@@ -80,8 +96,7 @@ class RequestLog:
 
     def add(self, method: str, path: str, verb: str, status: int, resource: str = "") -> None:
         with self.lock:
-            self.entries.append({"method": method, "path": path, "verb": verb, "status": status,
-                                 "resource": resource})
+            self.entries.append({"method": method, "path": path, "verb": verb, "status": status, "resource": resource})
             self.dirty = True
 
     def reset(self) -> None:
@@ -113,10 +128,8 @@ class RequestLog:
     def _flusher(self) -> None:
         while True:
             time.sleep(0.2)
-            try:
+            with contextlib.suppress(OSError):
                 self.flush()
-            except OSError:
-                pass
 
 
 class Emulator:
@@ -159,9 +172,12 @@ class Handler(BaseHTTPRequestHandler):
             return None
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
         if "protobuf" in ctype or "cbor" in ctype:
-            raise ApiError(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media types include: "
-                           "application/json, application/yaml")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/json, application/yaml",
+            )
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw)
@@ -213,10 +229,11 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self._status = self._status or 499
         except Exception as exc:
-            import traceback
             traceback.print_exc()
             self._send(500, ApiError(500, "InternalError", f"emulator error: {exc!r}").status())
         verb = "watch" if self._verb == "watch-started" else self._verb
+        if verb == "emulator":  # harness control requests are not API traffic
+            return
         self.emulator.log.add(self.command, parsed.path, verb, self._status, self._resource)
 
     def _q(self, name: str, default: str = "") -> str:
@@ -245,10 +262,16 @@ class Handler(BaseHTTPRequestHandler):
         with store.lock:
             if segs == ["api"]:
                 self._verb = "discovery"
-                return self._send(200, {"kind": "APIVersions", "versions": ["v1"],
-                                        "serverAddressByClientCIDRs": [
-                                            {"clientCIDR": "0.0.0.0/0",
-                                             "serverAddress": f"127.0.0.1:{self.emulator.port}"}]})
+                return self._send(
+                    200,
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.emulator.port}"}
+                        ],
+                    },
+                )
             if segs == ["apis"]:
                 self._verb = "discovery"
                 return self._send(200, self._group_list())
@@ -290,9 +313,13 @@ class Handler(BaseHTTPRequestHandler):
             pref = preferred.get(group, versions[0])
             if pref not in versions:
                 pref = versions[0]
-            out.append({"name": group,
-                        "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                        "preferredVersion": {"groupVersion": f"{group}/{pref}", "version": pref}})
+            out.append(
+                {
+                    "name": group,
+                    "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+                    "preferredVersion": {"groupVersion": f"{group}/{pref}", "version": pref},
+                }
+            )
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": out}
 
     def _resource_list(self, group: str, version: str) -> dict:
@@ -300,8 +327,13 @@ class Handler(BaseHTTPRequestHandler):
         for rtype in self.emulator.store.all_types():
             if rtype.group != group or rtype.version != version:
                 continue
-            entry = {"name": rtype.plural, "singularName": rtype.singular, "namespaced": rtype.namespaced,
-                     "kind": rtype.kind, "verbs": list(rtype.verbs)}
+            entry = {
+                "name": rtype.plural,
+                "singularName": rtype.singular,
+                "namespaced": rtype.namespaced,
+                "kind": rtype.kind,
+                "verbs": list(rtype.verbs),
+            }
             if rtype.short_names:
                 entry["shortNames"] = list(rtype.short_names)
             if rtype.categories:
@@ -309,8 +341,13 @@ class Handler(BaseHTTPRequestHandler):
             entry["storageVersionHash"] = rtype.kind[:8]
             items.append(entry)
             for sub in rtype.subresources:
-                sub_entry = {"name": f"{rtype.plural}/{sub}", "singularName": "", "namespaced": rtype.namespaced,
-                             "kind": rtype.kind, "verbs": ["get", "patch", "update"]}
+                sub_entry = {
+                    "name": f"{rtype.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rtype.namespaced,
+                    "kind": rtype.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
                 if sub == "scale":
                     sub_entry.update(kind="Scale", group="autoscaling", version="v1")
                 items.append(sub_entry)
@@ -340,18 +377,31 @@ class Handler(BaseHTTPRequestHandler):
                 if rtype.group != group or rtype.version != version:
                     continue
                 base = f"/apis/{group}/{version}" if group else "/api/v1"
-                item = f"{base}/namespaces/{{namespace}}/{rtype.plural}/{{name}}" if rtype.namespaced else \
-                    f"{base}/{rtype.plural}/{{name}}"
+                item = (
+                    f"{base}/namespaces/{{namespace}}/{rtype.plural}/{{name}}"
+                    if rtype.namespaced
+                    else f"{base}/{rtype.plural}/{{name}}"
+                )
                 gvk = {"group": group, "version": version, "kind": rtype.kind}
-                params = [{"name": n, "in": "query", "schema": {"type": "string"}}
-                          for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
-                paths[item] = {"get": {"x-kubernetes-group-version-kind": gvk, "responses": {}},
-                               "patch": {"x-kubernetes-group-version-kind": gvk, "parameters": params,
-                                         "responses": {}}}
+                params = [
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("dryRun", "fieldManager", "fieldValidation", "force")
+                ]
+                paths[item] = {
+                    "get": {"x-kubernetes-group-version-kind": gvk, "responses": {}},
+                    "patch": {"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {}},
+                }
             if not paths:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            return self._send(200, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.37.0"},
-                                    "paths": paths, "components": {"schemas": {}}})
+            return self._send(
+                200,
+                {
+                    "openapi": "3.0.0",
+                    "info": {"title": "Kubernetes", "version": "v1.37.0"},
+                    "paths": paths,
+                    "components": {"schemas": {}},
+                },
+            )
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _emulator_endpoint(self, rest: list[str]) -> None:
@@ -386,8 +436,9 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
-        if len(rest) > 3 or (sub and sub not in rtype.subresources and not (rtype.kind == "Namespace" and
-                                                                           sub == "finalize")):
+        if len(rest) > 3 or (
+            sub and sub not in rtype.subresources and not (rtype.kind == "Namespace" and sub == "finalize")
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return rtype, namespace, name, sub, watch_path
 
@@ -432,8 +483,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST":
             self._verb = "create"
             if name:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
-                                                        "resource")
+                raise ApiError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
             if not isinstance(body, dict):
                 raise ApiError(400, "BadRequest", "the body of the request must be an object")
             self._check_kind(rtype, body)
@@ -442,12 +494,14 @@ class Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             self._verb = "update"
             if not name or not isinstance(body, dict):
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
-                                                        "resource")
+                raise ApiError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
             self._check_kind(rtype, body)
             if rtype.namespaced and not store.namespace_exists(namespace):
-                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                               {"name": namespace, "kind": "namespaces"})
+                raise ApiError(
+                    404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+                )
             obj = store.replace(rtype, namespace, name, body, sub, dry_run=self._dry_run(body))
             return self._send(200, obj)
         if method == "PATCH":
@@ -455,19 +509,34 @@ class Handler(BaseHTTPRequestHandler):
             patch_type = PATCH_TYPES.get(ctype)
             self._verb = "apply" if patch_type == "apply" else "patch"
             if patch_type is None:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                                                            f"accepted media types include: "
-                                                            f"{', '.join(PATCH_TYPES)}")
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - "
+                    f"accepted media types include: "
+                    f"{', '.join(PATCH_TYPES)}",
+                )
             if not name:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
-                                                        "resource")
+                raise ApiError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
             if body is None:
                 raise ApiError(400, "BadRequest", "the body of the request was empty")
             if rtype.namespaced and not store.namespace_exists(namespace):
-                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                               {"name": namespace, "kind": "namespaces"})
-            obj = store.patch(rtype, namespace, name, patch_type, body, sub, dry_run=self._dry_run(None),
-                              field_manager=self._q("fieldManager"), force=self._q("force") == "true")
+                raise ApiError(
+                    404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+                )
+            obj = store.patch(
+                rtype,
+                namespace,
+                name,
+                patch_type,
+                body,
+                sub,
+                dry_run=self._dry_run(None),
+                field_manager=self._q("fieldManager"),
+                force=self._q("force") == "true",
+            )
             return self._send(200, obj)
         if method == "DELETE":
             dry_run = self._dry_run(body)
@@ -478,19 +547,32 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, obj)
             self._verb = "deletecollection"
             items = store.delete_collection(rtype, namespace or None, self._matchers(), dry_run=dry_run)
-            return self._send(200, {"kind": rtype.list_kind, "apiVersion": rtype.group_version,
-                                    "metadata": {"resourceVersion": str(store.rv)}, "items": items})
+            return self._send(
+                200,
+                {
+                    "kind": rtype.list_kind,
+                    "apiVersion": rtype.group_version,
+                    "metadata": {"resourceVersion": str(store.rv)},
+                    "items": items,
+                },
+            )
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def _scale_view(self, rtype, obj: dict) -> dict:
         meta = obj["metadata"]
         selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                             if k in meta},
-                "spec": {"replicas": int((obj.get("spec") or {}).get("replicas", 1))},
-                "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0)),
-                           "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+            },
+            "spec": {"replicas": int((obj.get("spec") or {}).get("replicas", 1))},
+            "status": {
+                "replicas": int((obj.get("status") or {}).get("replicas", 0)),
+                "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+            },
+        }
 
     def _scale(self, rtype, namespace: str, name: str, method: str) -> None:
         """The ``scale`` subresource (autoscaling/v1 Scale) of built-in workloads: reads and writes spec.replicas."""
@@ -501,8 +583,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         self._verb = "update" if method == "PUT" else "patch"
         if method not in ("PUT", "PATCH") or not isinstance(body, (dict, list)):
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
-                                                    "resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         with store.lock:
             current = self._scale_view(rtype, store.get(rtype, namespace, name))
             if method == "PATCH":
@@ -518,25 +599,42 @@ class Handler(BaseHTTPRequestHandler):
                 current = body
             replicas = (current.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
-                                               f"{replicas!r}: must be greater than or equal to 0")
-            obj = store.patch(rtype, namespace, name, "merge", {"spec": {"replicas": replicas}},
-                              dry_run=self._dry_run(None))
-            return self._send(200, self._scale_view(rtype, store.get(rtype, namespace, name) if not
-                                                    self._dry_run(None) else obj))
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
+                    f"{replicas!r}: must be greater than or equal to 0",
+                )
+            obj = store.patch(
+                rtype, namespace, name, "merge", {"spec": {"replicas": replicas}}, dry_run=self._dry_run(None)
+            )
+            return self._send(
+                200, self._scale_view(rtype, store.get(rtype, namespace, name) if not self._dry_run(None) else obj)
+            )
 
     @staticmethod
     def _check_kind(rtype, body: dict) -> None:
         kind, api_version = body.get("kind"), body.get("apiVersion")
         if kind and kind != rtype.kind:
-            raise ApiError(400, "BadRequest", f'the API version in the data ({api_version}) does not match the '
-                                              f'expected API version ({rtype.group_version})'
-                           if api_version and api_version != rtype.group_version else
-                           f"{kind} in version \"{rtype.version}\" cannot be handled as a {rtype.kind}")
-        if api_version and api_version.split("/")[0] != (rtype.group or api_version.split("/")[0]) and \
-                api_version != rtype.group_version:
-            raise ApiError(400, "BadRequest", f"the API version in the data ({api_version}) does not match the "
-                                              f"expected API version ({rtype.group_version})")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({api_version}) does not match the "
+                f"expected API version ({rtype.group_version})"
+                if api_version and api_version != rtype.group_version
+                else f'{kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}',
+            )
+        if (
+            api_version
+            and api_version.split("/")[0] != (rtype.group or api_version.split("/")[0])
+            and api_version != rtype.group_version
+        ):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({api_version}) does not match the "
+                f"expected API version ({rtype.group_version})",
+            )
 
     def _list(self, rtype, namespace: str) -> None:
         store = self.emulator.store
@@ -547,21 +645,22 @@ class Handler(BaseHTTPRequestHandler):
         if limit and start + limit < len(items):
             meta["continue"] = str(start + limit)
             meta["remainingItemCount"] = len(items) - start - limit
-            items = items[start:start + limit]
+            items = items[start : start + limit]
         else:
             items = items[start:]
-        self._send(200, {"kind": rtype.list_kind, "apiVersion": rtype.group_version, "metadata": meta,
-                         "items": items})
+        self._send(200, {"kind": rtype.list_kind, "apiVersion": rtype.group_version, "metadata": meta, "items": items})
 
     def _metrics(self, rtype, namespace: str, name: str, method: str) -> None:
         if method not in ("GET", "HEAD"):
             self._verb = "create" if method == "POST" else "update"
-            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
-                                                    "resource")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         store = self.emulator.store
         with store.lock:
-            items = controllers.node_metrics(store) if rtype.kind == "NodeMetrics" else \
-                controllers.pod_metrics(store, namespace or None)
+            items = (
+                controllers.node_metrics(store)
+                if rtype.kind == "NodeMetrics"
+                else controllers.pod_metrics(store, namespace or None)
+            )
         match = self._matchers()
         items = [i for i in items if match(i)]
         if name:
@@ -571,8 +670,15 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send(200, item)
             raise not_found(rtype, name)
         self._verb = "list"
-        self._send(200, {"kind": rtype.list_kind, "apiVersion": rtype.group_version,
-                         "metadata": {"resourceVersion": ""}, "items": items})
+        self._send(
+            200,
+            {
+                "kind": rtype.list_kind,
+                "apiVersion": rtype.group_version,
+                "metadata": {"resourceVersion": ""},
+                "items": items,
+            },
+        )
 
     # ------------------------------------------------------------------------------------------------ watch
     def _watch(self, rtype, namespace: str, name: str) -> None:
@@ -584,8 +690,12 @@ class Handler(BaseHTTPRequestHandler):
         timeout = float(self._q("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
         rv_param = self._q("resourceVersion")
-        in_scope = lambda o: (not namespace or not rtype.namespaced or  # noqa: E731
-                              o["metadata"].get("namespace") == namespace) and match(o)
+
+        def in_scope(obj: dict) -> bool:
+            if namespace and rtype.namespaced and obj["metadata"].get("namespace") != namespace:
+                return False
+            return match(obj)
+
         initial = []
         send_initial = self._q("sendInitialEvents") == "true"
         with store.lock:
@@ -594,9 +704,16 @@ class Handler(BaseHTTPRequestHandler):
                 items, rv = store.list(rtype, namespace or None, match)
                 initial = [{"type": "ADDED", "object": i} for i in items]
                 # WatchList (client-go >= 1.32 default): the end of the initial events is a bookmark.
-                initial.append({"type": "BOOKMARK", "object": {
-                    "kind": rtype.kind, "apiVersion": rtype.group_version,
-                    "metadata": {"resourceVersion": rv, "annotations": {"k8s.io/initial-events-end": "true"}}}})
+                initial.append(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": rtype.kind,
+                            "apiVersion": rtype.group_version,
+                            "metadata": {"resourceVersion": rv, "annotations": {"k8s.io/initial-events-end": "true"}},
+                        },
+                    }
+                )
                 since = int(rv)
             elif rv_param and rv_param != "0":
                 try:
@@ -630,7 +747,8 @@ class Handler(BaseHTTPRequestHandler):
                     store.cond.wait(min(remaining, 1.0))
                     pending = store.events_since(since)
                 out = []
-                for ev_rv, etype, key, obj, old in pending:
+                for ev_rv, stored_type, key, obj, old in pending:
+                    etype = stored_type
                     since = max(since, ev_rv)
                     if key != rtype.store_key:
                         continue
@@ -682,10 +800,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig to write (default <state-dir>/kubeconfig)")
     parser.add_argument("--request-log", help="request log JSON (default <state-dir>/requests.json)")
     parser.add_argument("--controllers", action="store_true", help="run the fake controllers")
-    parser.add_argument("--fail", action="append", default=[], metavar="KIND/NAMESPACE/NAME=REASON:MESSAGE",
-                        help="make that object Ready=False with the reason and message (repeatable)")
-    parser.add_argument("--no-default-namespaces", action="store_true",
-                        help="do not create default, kube-system, kube-public and kube-node-lease")
+    parser.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="KIND/NAMESPACE/NAME=REASON:MESSAGE",
+        help="make that object Ready=False with the reason and message (repeatable)",
+    )
+    parser.add_argument(
+        "--no-default-namespaces",
+        action="store_true",
+        help="do not create default, kube-system, kube-public and kube-node-lease",
+    )
 
 
 def _info_path(state_dir: str) -> str:
@@ -707,8 +833,14 @@ def serve(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{emulator.port}"
     kubeconfig = os.path.abspath(args.kubeconfig or os.path.join(state_dir, "kubeconfig"))
     write_kubeconfig(kubeconfig, url, args.context)
-    info = {"pid": os.getpid(), "port": emulator.port, "url": url, "kubeconfig": kubeconfig,
-            "context": args.context, "request_log": log.path}
+    info = {
+        "pid": os.getpid(),
+        "port": emulator.port,
+        "url": url,
+        "kubeconfig": kubeconfig,
+        "context": args.context,
+        "request_log": log.path,
+    }
     tmp = _info_path(state_dir) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(info, fh)
@@ -756,21 +888,27 @@ def start(args: argparse.Namespace, argv: list[str]) -> int:
         with open(info_path, encoding="utf-8") as fh:
             info = json.load(fh)
         if _alive(info.get("pid", 0)):
-            print(f"The emulator already runs (pid {info['pid']}, {info['url']}); stop it first with "
-                  f"`emulator.py stop --state-dir {state_dir}`.", file=sys.stderr)
+            print(
+                f"The emulator already runs (pid {info['pid']}, {info['url']}); stop it first with "
+                f"`emulator.py stop --state-dir {state_dir}`.",
+                file=sys.stderr,
+            )
             return 1
         os.unlink(info_path)
-    serve_argv = [sys.executable, os.path.abspath(__file__), "serve"] + argv
+    serve_argv = [sys.executable, os.path.abspath(__file__), "serve", *argv]
     with open(os.path.join(state_dir, "emulator.log"), "ab") as log_fh:
-        proc = subprocess.Popen(serve_argv, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            serve_argv, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, start_new_session=True, close_fds=True
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             with open(os.path.join(state_dir, "emulator.log"), encoding="utf-8", errors="replace") as fh:
                 tail = fh.read()[-2000:]
-            print(f"The emulator exited with code {proc.returncode} before it answered; its log says:\n{tail}",
-                  file=sys.stderr)
+            print(
+                f"The emulator exited with code {proc.returncode} before it answered; its log says:\n{tail}",
+                file=sys.stderr,
+            )
             return 1
         if os.path.exists(info_path):
             with open(info_path, encoding="utf-8") as fh:
@@ -802,10 +940,8 @@ def stop(state_dir: str) -> int:
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(info_path)
-    except FileNotFoundError:
-        pass
     return 0
 
 

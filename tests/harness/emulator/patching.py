@@ -11,6 +11,8 @@
   field manager applied before but no longer applies are removed. Conflicts between managers are not detected.
 """
 
+# ruff: noqa: PLR0911 - one return per patch directive keeps the merge rules readable
+
 from __future__ import annotations
 
 import copy

@@ -3,6 +3,8 @@
 Built-in kinds are a fixed table; kinds of CustomResourceDefinitions are added and removed at runtime.
 """
 
+# ruff: noqa: PLR0917 - the built-in table reads best as positional rows
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,11 +79,18 @@ BUILTIN_TYPES: list[ResourceType] = [
     _rt("apps", "v1", "controllerrevisions", "ControllerRevision", True, (), ()),
     _rt("batch", "v1", "jobs", "Job", True, (), ("status",), ("all",)),
     _rt("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ("status",), ("all",)),
-    _rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",), ("status",),
-        ("all",)),
+    _rt(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        True,
+        ("hpa",),
+        ("status",),
+        ("all",),
+    ),
     _rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
-    _rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
-        ("crd", "crds")),
+    _rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ("crd", "crds")),
     _rt("apiregistration.k8s.io", "v1", "apiservices", "APIService", False),
     _rt("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, (), ()),
     _rt("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, (), ()),
@@ -94,18 +103,34 @@ BUILTIN_TYPES: list[ResourceType] = [
     _rt("coordination.k8s.io", "v1", "leases", "Lease", True, (), ()),
     _rt("events.k8s.io", "v1", "events", "Event", True, ("ev",), ()),
     _rt("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",), ()),
-    _rt("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
-        "ValidatingWebhookConfiguration", False, (), ()),
-    _rt("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
-        "MutatingWebhookConfiguration", False, (), ()),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+        (),
+        (),
+    ),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+        (),
+        (),
+    ),
 ]
 
 # Served only in controllers mode (what metrics-server would provide); read-only.
 METRICS_TYPES: list[ResourceType] = [
-    dataclasses.replace(_rt("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False, (), (), (), READ_VERBS),
-                        virtual=True),
-    dataclasses.replace(_rt("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True, (), (), (), READ_VERBS),
-                        virtual=True),
+    dataclasses.replace(
+        _rt("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False, (), (), (), READ_VERBS), virtual=True
+    ),
+    dataclasses.replace(
+        _rt("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True, (), (), (), READ_VERBS), virtual=True
+    ),
 ]
 
 

@@ -4,6 +4,10 @@ All state lives in memory behind one lock; every persisted change gets a new clu
 watch event. See emulator.py for the documented approximations.
 """
 
+# Hashes and random numbers here make deterministic names and addresses, not secrets; the write paths take
+# the REST call's arguments positionally like the HTTP layer passes them.
+# ruff: noqa: S311, S324, PLR0917
+
 from __future__ import annotations
 
 import base64
@@ -58,8 +62,12 @@ def _qualified(rtype: ResourceType) -> str:
 
 
 def not_found(rtype: ResourceType, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{_qualified(rtype)} "{name}" not found',
-                    {"name": name, "group": rtype.group, "kind": rtype.plural})
+    return ApiError(
+        404,
+        "NotFound",
+        f'{_qualified(rtype)} "{name}" not found',
+        {"name": name, "group": rtype.group, "kind": rtype.plural},
+    )
 
 
 def namespace_not_found(name: str) -> ApiError:
@@ -70,9 +78,17 @@ def invalid(rtype: ResourceType, name: str, causes: list[tuple[str, str]]) -> Ap
     kind = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
     parts = [f"{f}: {m}" for f, m in causes]
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {joined}',
-                    {"name": name, "group": rtype.group, "kind": rtype.kind,
-                     "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]})
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind} "{name}" is invalid: {joined}',
+        {
+            "name": name,
+            "group": rtype.group,
+            "kind": rtype.kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+        },
+    )
 
 
 def _comparable(obj: dict) -> dict:
@@ -90,9 +106,24 @@ def _spec_part(obj: dict) -> dict:
     return {"spec": out, "deletion": meta.get("deletionTimestamp")}
 
 
-_GENERATION_KINDS = {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
-                     "HorizontalPodAutoscaler", "PodDisruptionBudget", "CustomResourceDefinition", "Ingress",
-                     "NetworkPolicy", "Pod", "Namespace", "Service", "PersistentVolumeClaim", "APIService"}
+_GENERATION_KINDS = {
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "CustomResourceDefinition",
+    "Ingress",
+    "NetworkPolicy",
+    "Pod",
+    "Namespace",
+    "Service",
+    "PersistentVolumeClaim",
+    "APIService",
+}
 
 
 class Store:
@@ -273,12 +304,14 @@ class Store:
         stored = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
         old_conditions = {c.get("type"): c for c in ((crd.get("status") or {}).get("conditions") or [])}
         conditions = []
-        for ctype, reason, message in (("NamesAccepted", "NoConflicts", "no conflicts found"),
-                                       ("Established", "InitialNamesAccepted",
-                                        "the initial names have been accepted")):
+        for ctype, reason, message in (
+            ("NamesAccepted", "NoConflicts", "no conflicts found"),
+            ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        ):
             ts = (old_conditions.get(ctype) or {}).get("lastTransitionTime") or now()
-            conditions.append({"type": ctype, "status": "True", "reason": reason, "message": message,
-                               "lastTransitionTime": ts})
+            conditions.append(
+                {"type": ctype, "status": "True", "reason": reason, "message": message, "lastTransitionTime": ts}
+            )
         crd["status"] = {"acceptedNames": names, "conditions": conditions, "storedVersions": stored}
 
     def _validate(self, rtype: ResourceType, obj: dict) -> None:
@@ -322,8 +355,15 @@ class Store:
         return self._present(rtype, obj)
 
     def _event(self, etype: str, rtype: ResourceType, obj: dict, old: dict | None) -> None:
-        self.events.append((int(obj["metadata"]["resourceVersion"]), etype, rtype.store_key,
-                            copy.deepcopy(obj), copy.deepcopy(old) if old else None))
+        self.events.append(
+            (
+                int(obj["metadata"]["resourceVersion"]),
+                etype,
+                rtype.store_key,
+                copy.deepcopy(obj),
+                copy.deepcopy(old) if old else None,
+            )
+        )
         if len(self.events) > 20000:
             del self.events[:5000]
         self.cond.notify_all()
@@ -337,14 +377,17 @@ class Store:
         finally:
             self._in_controllers = False
 
-    def create(self, rtype: ResourceType, namespace: str, body: dict, dry_run: bool = False,
-               internal: bool = False) -> dict:
+    def create(
+        self, rtype: ResourceType, namespace: str, body: dict, dry_run: bool = False, internal: bool = False
+    ) -> dict:
         with self.lock:
             meta = body.get("metadata") or {}
             if rtype.namespaced and meta.get("namespace") and namespace and meta["namespace"] != namespace:
-                raise ApiError(400, "BadRequest",
-                               "the namespace of the provided object does not match the namespace sent on the "
-                               "request")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
             if not internal:
                 self._check_namespace(rtype, namespace)
             body = copy.deepcopy(body)
@@ -354,8 +397,12 @@ class Store:
                 body["metadata"]["name"] = body["metadata"]["generateName"] + suffix
             name = body["metadata"].get("name") or ""
             if name and self.raw(rtype, namespace, name) is not None:
-                raise ApiError(409, "AlreadyExists", f'{_qualified(rtype)} "{name}" already exists',
-                               {"name": name, "group": rtype.group, "kind": rtype.plural})
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{_qualified(rtype)} "{name}" already exists',
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
             if "status" in rtype.subresources and rtype.kind != "Node" and not internal:
                 body.pop("status", None)
             obj = self._prepare(rtype, namespace, body, None)
@@ -372,17 +419,36 @@ class Store:
     def _check_identity(self, rtype: ResourceType, namespace: str, name: str, body: dict) -> None:
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
-            raise ApiError(400, "BadRequest",
-                           "the name of the object (%s) does not match the name on the URL (%s)" % (meta["name"], name))
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})",
+            )
         if rtype.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
-            raise ApiError(400, "BadRequest",
-                           "the namespace of the provided object does not match the namespace sent on the request")
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         if body.get("kind") and body["kind"] != rtype.kind:
-            raise ApiError(400, "BadRequest", f'{rtype.kind} in version "{rtype.version}" cannot be handled as a '
-                                              f'{body["kind"]}: the kind of the object does not match the URL')
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{rtype.kind} in version "{rtype.version}" cannot be handled as a '
+                f"{body['kind']}: the kind of the object does not match the URL",
+            )
 
-    def _write(self, rtype: ResourceType, namespace: str, name: str, new: dict, old: dict, subresource: str,
-               dry_run: bool, internal: bool = False) -> dict:
+    def _write(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        new: dict,
+        old: dict,
+        subresource: str,
+        dry_run: bool,
+        internal: bool = False,
+    ) -> dict:
         new = copy.deepcopy(new)
         if subresource == "status":
             merged = copy.deepcopy(old)
@@ -402,21 +468,35 @@ class Store:
             self._validate(rtype, obj)
         return self._persist(rtype, obj, old, dry_run, internal)
 
-    def replace(self, rtype: ResourceType, namespace: str, name: str, body: dict, subresource: str = "",
-                dry_run: bool = False) -> dict:
+    def replace(
+        self, rtype: ResourceType, namespace: str, name: str, body: dict, subresource: str = "", dry_run: bool = False
+    ) -> dict:
         with self.lock:
             self._check_identity(rtype, namespace, name, body)
             old = self._existing(rtype, namespace, name)
             want_rv = (body.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict",
-                               f'Operation cannot be fulfilled on {_qualified(rtype)} "{name}": the object has been '
-                               "modified; please apply your changes to the latest version and try again",
-                               {"name": name, "group": rtype.group, "kind": rtype.plural})
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {_qualified(rtype)} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again",
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
             return self._write(rtype, namespace, name, body, old, subresource, dry_run)
 
-    def patch(self, rtype: ResourceType, namespace: str, name: str, patch_type: str, body: Any,
-              subresource: str = "", dry_run: bool = False, field_manager: str = "", force: bool = False) -> dict:
+    def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        patch_type: str,
+        body: Any,
+        subresource: str = "",
+        dry_run: bool = False,
+        field_manager: str = "",
+        force: bool = False,
+    ) -> dict:
         with self.lock:
             if patch_type == "apply":
                 return self._apply(rtype, namespace, name, body, subresource, dry_run, field_manager)
@@ -429,10 +509,13 @@ class Store:
                     new = patching.json_patch(current, body)
                 elif patch_type == "strategic":
                     if rtype.crd:
-                        raise ApiError(415, "UnsupportedMediaType",
-                                       "the body of the request was in an unknown format - accepted media types "
-                                       "include: application/json-patch+json, application/merge-patch+json, "
-                                       "application/apply-patch+yaml")
+                        raise ApiError(
+                            415,
+                            "UnsupportedMediaType",
+                            "the body of the request was in an unknown format - accepted media types "
+                            "include: application/json-patch+json, application/merge-patch+json, "
+                            "application/apply-patch+yaml",
+                        )
                     new = patching.strategic_merge(current, body)
                 else:
                     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type}")
@@ -442,20 +525,34 @@ class Store:
                 raise ApiError(400, "BadRequest", "the patch did not produce an object")
             want_rv = (new.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict",
-                               f'Operation cannot be fulfilled on {_qualified(rtype)} "{name}": the object has been '
-                               "modified; please apply your changes to the latest version and try again",
-                               {"name": name, "group": rtype.group, "kind": rtype.plural})
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {_qualified(rtype)} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again",
+                    {"name": name, "group": rtype.group, "kind": rtype.plural},
+                )
             self._check_identity(rtype, namespace, name, new)
             return self._write(rtype, namespace, name, new, old, subresource, dry_run)
 
-    def _apply(self, rtype: ResourceType, namespace: str, name: str, body: Any, subresource: str, dry_run: bool,
-               field_manager: str) -> dict:
+    def _apply(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        dry_run: bool,
+        field_manager: str,
+    ) -> dict:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of an apply patch must be an object")
         if not field_manager:
-            raise ApiError(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
-                                           "is required for apply patch")
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
         self._check_identity(rtype, namespace, name, body)
         body = copy.deepcopy(body)
         body.setdefault("metadata", {})["name"] = name
@@ -476,8 +573,15 @@ class Store:
             self.applied[key] = body
         return result
 
-    def delete(self, rtype: ResourceType, namespace: str, name: str, dry_run: bool = False,
-               propagation: str = "Background", internal: bool = False) -> dict:
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        dry_run: bool = False,
+        propagation: str = "Background",
+        internal: bool = False,
+    ) -> dict:
         with self.lock:
             old = self._existing(rtype, namespace, name)
             out = self._present(rtype, old)
@@ -504,7 +608,7 @@ class Store:
         if rtype.kind == "CustomResourceDefinition" and not rtype.crd:
             types = self.crd_types.pop(meta["name"], [])
             if types:
-                for okey, child in list(self.objects.get(types[0].store_key, {}).items()):
+                for _key, child in list(self.objects.get(types[0].store_key, {}).items()):
                     self._remove(types[0], child)
                 self.objects.pop(types[0].store_key, None)
         if propagation != "Orphan":

@@ -45,7 +45,8 @@ def _builtin_validator(kind: str, api_version: str):
     short = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     try:
         schema = kv_utils.schema_contents(
-            f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{short}.json", KUBERNETES_VERSION)
+            f"kubernetes-json-schema/{schema_dir}/{kind.lower()}-{short}.json", KUBERNETES_VERSION
+        )
     except FileNotFoundError:
         return None
     registry = referencing.Resource.from_contents(schema) @ _registry()
@@ -86,9 +87,14 @@ def validate_metadata(obj: dict, namespaced: bool) -> None:
     if not name:
         causes.append(("metadata.name", "Required value: name or generateName is required"))
     elif not isinstance(name, str) or len(name) > 253 or not _NAME_RE.match(name):
-        causes.append(("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
-                                        "lower case alphanumeric characters, '-' or '.', and must start and end "
-                                        "with an alphanumeric character"))
+        causes.append(
+            (
+                "metadata.name",
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of '
+                "lower case alphanumeric characters, '-' or '.', and must start and end "
+                "with an alphanumeric character",
+            )
+        )
     for key in ("labels", "annotations"):
         val = meta.get(key)
         if val is not None and (not isinstance(val, dict) or not all(isinstance(v, str) for v in val.values())):
@@ -111,17 +117,31 @@ def _convert(schema: dict, root: bool = False) -> dict:
     if not isinstance(schema, dict):
         return {}
     out: dict = {}
-    for key in ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-                "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "required", "minProperties",
-                "maxProperties", "multipleOf"):
+    for key in (
+        "type",
+        "enum",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "multipleOf",
+    ):
         if key in schema:
             out[key] = copy.deepcopy(schema[key])
-    if isinstance(out.get("exclusiveMinimum"), bool):
-        if out.pop("exclusiveMinimum") and "minimum" in out:
-            out["exclusiveMinimum"] = out.pop("minimum")
-    if isinstance(out.get("exclusiveMaximum"), bool):
-        if out.pop("exclusiveMaximum") and "maximum" in out:
-            out["exclusiveMaximum"] = out.pop("maximum")
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), bool):  # OpenAPI v3.0 booleans -> JSON schema 2020-12 numbers
+            exclusive = out.pop(bound)
+            if exclusive and limit in out:
+                out[bound] = out.pop(limit)
     if schema.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
@@ -148,11 +168,12 @@ def _convert(schema: dict, root: bool = False) -> dict:
     elif isinstance(addl, bool):
         out["additionalProperties"] = addl
     elif not schema.get("x-kubernetes-preserve-unknown-fields") and (
-            props or schema.get("type") == "object" or root or embedded):
+        props or schema.get("type") == "object" or root or embedded
+    ):
         out["additionalProperties"] = False
     if schema.get("nullable") and "type" in out:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-        out["type"] = types + ["null"]
+        out["type"] = [*types, "null"]
     return out
 
 
