@@ -18,7 +18,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.filewcount.gitops.plugins.modules import flux_bootstrap
 
 _SPEC = importlib.util.spec_from_file_location(
-    "_fb_util_tests", Path(__file__).parents[1] / "module_utils" / "test_flux_bootstrap.py"
+    "_fb_util_tests", Path(__file__).parents[1] / "module_utils" / "test_flux_bootstrap_utils.py"
 )
 helpers = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(helpers)
