@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fake_nodes_api import FakeNodesAPI
 
 ROOT = Path(__file__).resolve().parents[3]
