@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import hashlib
 import json
 import os
 import re
@@ -43,6 +45,9 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import yaml
+
+# libyaml's C loader when PyYAML has it (the CRDs and chart values are large), else the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBE_DIR = "kube"
@@ -118,6 +123,14 @@ EXACT_SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.
 BETA_VERSION = re.compile(r"^v\d+(?:alpha|beta)\d+$")
 
 CHECK_NAMES = ("build", "builtin", "crd", "values", "graph", "policy")
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
+
+def _load_all(text: str) -> Iterator[Any]:
+    return yaml.load_all(text, Loader=_LOADER)
 
 
 class ValidationSetupError(Exception):
@@ -222,6 +235,7 @@ def kubectl_binary() -> str:
     )
 
 
+@cache
 def load_crds(schemas: Path) -> dict[tuple[str, str], dict[str, Any]]:
     crd_dir = schemas / "crds"
     if not crd_dir.is_dir():
@@ -231,7 +245,7 @@ def load_crds(schemas: Path) -> dict[tuple[str, str], dict[str, Any]]:
         )
     crds: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(crd_dir.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in _load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 crds[(doc["spec"]["group"], doc["spec"]["names"]["kind"])] = doc
     return crds
@@ -269,7 +283,7 @@ def _flux_generate(directory: Path) -> list[str]:
                 continue
             path = here / name
             try:
-                docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+                docs = [d for d in _load_all(path.read_text()) if d is not None]
             except yaml.YAMLError as exc:
                 problems.append(f"{name}: not valid YAML ({exc.__class__.__name__}).")
                 continue
@@ -295,7 +309,7 @@ def _add_origin_annotations(kube_copy: Path) -> None:
     for path in kube_copy.rglob("*"):
         if path.name in KUSTOMIZATION_FILES and path.is_file():
             try:
-                doc = yaml.safe_load(path.read_text()) or {}
+                doc = _load(path.read_text()) or {}
             except yaml.YAMLError:
                 continue  # the build reports it
             if isinstance(doc, dict):
@@ -315,7 +329,7 @@ def _referenced_files(kfile: Path, root_copy: Path, seen: set[Path]) -> set[str]
     out.add(str(kfile.relative_to(root_copy)))
     base = kfile.parent
     try:
-        doc = yaml.safe_load(kfile.read_text()) or {}
+        doc = _load(kfile.read_text()) or {}
     except yaml.YAMLError:
         return out
     entries: list[str] = []
@@ -351,7 +365,33 @@ def _build(kubectl: str, directory: Path) -> tuple[list[dict[str, Any]], str | N
     )
     if proc.returncode != 0:
         return [], proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "kubectl failed"
-    return [d for d in yaml.safe_load_all(proc.stdout) if d], None
+    return [d for d in _load_all(proc.stdout) if d], None
+
+
+# Builds of unchanged directories are reused (the negative fixtures change one file of the tree each).
+# Key: the unit's path and a digest of every file under it; only builds that read nothing outside
+# their directory are cached.
+_BUILD_CACHE: dict[tuple[str, str], tuple[list[dict[str, Any]], str | None]] = {}
+
+
+def _cached_build(kubectl: str, directory: Path, copy_root: Path) -> tuple[list[dict[str, Any]], str | None]:
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
+    key = (str(directory.relative_to(copy_root)), digest.hexdigest())
+    if key in _BUILD_CACHE:
+        docs, error = _BUILD_CACHE[key]
+        return copy.deepcopy(docs), error
+    docs, error = _build(kubectl, directory)
+    kfile = _kustomization_file(directory)
+    inside = kfile is not None and all(
+        (copy_root / f).resolve().is_relative_to(directory.resolve())
+        for f in _referenced_files(kfile, copy_root, set())
+    )
+    if inside:
+        _BUILD_CACHE[key] = (copy.deepcopy(docs), error)
+    return docs, error
 
 
 def _flux_path(kustomization: Obj) -> str:
@@ -400,7 +440,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                 problems.append(f"{unit.label}: path ./{unit.path} does not exist in the repository.")
                 continue
             if target.is_file():
-                docs = [d for d in yaml.safe_load_all(target.read_text()) if d]
+                docs = [d for d in _load_all(target.read_text()) if d]
                 unit.objects = [Obj(d, unit, unit.path) for d in docs]
                 unit.files = {unit.path}
                 units.append(unit)
@@ -413,7 +453,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                     continue
                 generated.add(target / "kustomization.yaml")
             _add_origin_annotations(target)
-            docs, error = _build(kubectl, target)
+            docs, error = _cached_build(kubectl, target, copy_root)
             if error:
                 error = error.replace(f"{copy_root}/", "")
                 problems.append(f"{unit.label}: `kubectl kustomize ./{unit.path}` failed: {error}")
@@ -438,7 +478,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                     meta.pop("annotations", None)
                 origin = unit.path + "/kustomization.yaml"
                 if origin_raw:
-                    info = yaml.safe_load(origin_raw) or {}
+                    info = _load(origin_raw) or {}
                     if info.get("path"):
                         origin = os.path.normpath(os.path.join(unit.path, info["path"]))
                     elif info.get("configuredIn"):
@@ -612,12 +652,12 @@ def chart_known_paths(charts_dir: Path, chart: str, version: str) -> frozenset[s
     folder = charts_dir / f"{chart}-{version}"
     if not (folder / "values.yaml").is_file():
         return None
-    paths = _flatten(yaml.safe_load((folder / "values.yaml").read_text()) or {})
+    paths = _flatten(_load((folder / "values.yaml").read_text()) or {})
     refs = folder / "values-refs.txt"
     if refs.is_file():
         paths |= _with_prefixes(line.strip() for line in refs.read_text().splitlines() if line.strip())
     chart_yaml = folder / "Chart.yaml"
-    meta = yaml.safe_load(chart_yaml.read_text()) if chart_yaml.is_file() else {}
+    meta = _load(chart_yaml.read_text()) if chart_yaml.is_file() else {}
     for dep in (meta or {}).get("dependencies") or []:
         sub = chart_known_paths(charts_dir, dep["name"], str(dep.get("version", "")))
         if sub is None:
@@ -658,7 +698,7 @@ def _values_from(obj: Obj, tree: Tree) -> Iterator[tuple[str, Any]]:
         if raw is None:
             continue
         try:
-            parsed = yaml.safe_load(raw)
+            parsed = _load(raw)
         except yaml.YAMLError:
             continue
         if ref.get("targetPath"):
@@ -1062,11 +1102,11 @@ def materialize_fixture(fixture: Path, dest: Path, source: Path = REPO_ROOT) -> 
     if (fixture / KUBE_DIR).is_dir():
         shutil.copytree(fixture / KUBE_DIR, dest / KUBE_DIR, dirs_exist_ok=True)
     edits_file = fixture / "edits.yaml"
-    for edit in (yaml.safe_load(edits_file.read_text()) if edits_file.is_file() else None) or []:
+    for edit in (_load(edits_file.read_text()) if edits_file.is_file() else None) or []:
         target = dest / edit["file"]
         if not target.is_file():
             raise FixtureError(f"{fixture}: {edit['file']} does not exist in the tree any more")
-        docs = list(yaml.safe_load_all(target.read_text()))
+        docs = list(_load_all(target.read_text()))
         match = edit.get("match") or {}
         chosen = [
             d
