@@ -31,6 +31,7 @@ NEGATIVE = {
         "missing-resource",
     ): "Kustomization flux-system/apps (path ./kube/apps): `kubectl kustomize ./kube/apps` failed",
     ("build", "orphan-file"): "kube/infrastructure/configs/forgotten.yaml is not applied by anything",
+    ("build", "orphan-in-app"): "kube/apps/filewcount/configmap.yaml is not applied by anything",
     (
         "build",
         "bad-path",
@@ -49,6 +50,10 @@ NEGATIVE = {
         "HelmRelease kube-system/metrics-server (kube/infrastructure/controllers/metrics-server/helmrelease.yaml): "
         "does not match the HelmRelease CRD at spec.install: "
         "Additional properties are not allowed ('crd' was unexpected)."
+    ),
+    ("crd", "no-crd-schema"): (
+        "AlertmanagerConfig filewcount/filewcount (kube/apps/alertmanager-config.yaml): no CRD for AlertmanagerConfig "
+        "(monitoring.coreos.com) in"
     ),
     ("crd", "bad-enum"): "at spec.driftDetection.mode: 'on' is not one of ['enabled', 'warn', 'disabled'].",
     ("crd", "unserved-version"): (

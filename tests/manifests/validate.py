@@ -395,7 +395,8 @@ def _cached_build(kubectl: str, directory: Path, copy_root: Path) -> tuple[list[
 
 
 def _flux_path(kustomization: Obj) -> str:
-    return os.path.normpath(str(kustomization.spec.get("path") or "./")).lstrip("./") or "."
+    """spec.path relative to the source root (Flux reads a leading / as the root too)."""
+    return os.path.normpath(str(kustomization.spec.get("path") or ".").lstrip("/") or ".")
 
 
 def _same_repo_source(kustomization: Obj) -> bool:
@@ -431,7 +432,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                 continue
             seen_paths.add(unit.path)
             target = copy_root / unit.path
-            if not str(target.resolve()).startswith(str((copy_root / KUBE_DIR).resolve())):
+            if not target.resolve().is_relative_to((copy_root / KUBE_DIR).resolve()):
                 problems.append(
                     f"{unit.label}: path {unit.path} is outside kube/; keep everything Flux applies under kube/."
                 )
@@ -464,12 +465,6 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                 for f in _referenced_files(_kustomization_file(target), copy_root, set())  # type: ignore[arg-type]
                 if (copy_root / f) not in generated
             }
-            if (target / "kustomization.yaml") in generated:
-                unit.files |= {
-                    str(p.relative_to(copy_root))
-                    for p in target.rglob("*")
-                    if p.suffix in (".yaml", ".yml") and p.is_file()
-                } - {str((target / "kustomization.yaml").relative_to(copy_root))}
             for doc in docs:
                 meta = doc.setdefault("metadata", {})
                 annotations = meta.get("annotations") or {}
@@ -531,6 +526,7 @@ def _is_custom(obj: Obj, tree: Tree) -> bool:
     return (
         (obj.group, obj.kind) in tree.crds
         or obj.group.endswith(FLUX_GROUP_SUFFIX)
+        or any(obj.group in groups for groups in CHART_CRD_GROUPS.values())
         or any(
             d.doc.get("kind") == "CustomResourceDefinition" and (d.doc.get("spec") or {}).get("group") == obj.group
             for d in tree.all_objects()
@@ -601,11 +597,26 @@ def _crd_validator(schema_json: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+def _tree_crds(tree: Tree) -> dict[tuple[str, str], dict[str, Any]]:
+    """CRDs the tree itself carries (e.g. a committed flux-system/gotk-components.yaml)."""
+    return {
+        ((o.spec.get("group") or ""), ((o.spec.get("names") or {}).get("kind") or "")): o.doc
+        for o in tree.all_objects()
+        if o.kind == "CustomResourceDefinition"
+    }
+
+
 def check_crd(tree: Tree) -> list[str]:
     problems = []
+    in_tree = _tree_crds(tree)
     for obj in tree.all_objects():
-        crd = tree.crds.get((obj.group, obj.kind))
+        crd = tree.crds.get((obj.group, obj.kind)) or in_tree.get((obj.group, obj.kind))
         if crd is None:
+            if _is_custom(obj, tree):
+                problems.append(
+                    f"{obj.ref()}: no CRD for {obj.kind} ({obj.group}) in {tree.schemas / 'crds'} or in the tree, "
+                    "so it cannot be validated; add the pinned CRD to the schema directory (make schemas)."
+                )
             continue
         versions = {v["name"]: v for v in crd["spec"]["versions"] if v.get("served", True)}
         if obj.version not in versions:
@@ -702,7 +713,8 @@ def _values_from(obj: Obj, tree: Tree) -> Iterator[tuple[str, Any]]:
         except yaml.YAMLError:
             continue
         if ref.get("targetPath"):
-            parsed = {}
+            # The whole value lands at targetPath; what is checked is that path.
+            parsed = None
             for part in reversed(str(ref["targetPath"]).split(".")):
                 parsed = {part: parsed}
         yield f"ConfigMap {obj.namespace}/{ref.get('name')} key {key}", parsed
