@@ -14,8 +14,15 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 
-__all__ = ["LoadReportError", "build_results", "hpa_summary", "render_chart", "render_markdown", "summarize_sample",
-           "write_report"]
+__all__ = [
+    "LoadReportError",
+    "build_results",
+    "hpa_summary",
+    "render_chart",
+    "render_markdown",
+    "summarize_sample",
+    "write_report",
+]
 
 RESULTS_NAME = "results.json"
 MARKDOWN_NAME = "report.md"
@@ -87,8 +94,9 @@ def hpa_summary(samples: Sequence[Mapping]) -> dict:
     }
 
 
-def build_results(load_test: Mapping, samples: Sequence[Mapping], url: str | None = None,
-                  started: str | None = None) -> dict:
+def build_results(
+    load_test: Mapping, samples: Sequence[Mapping], url: str | None = None, started: str | None = None
+) -> dict:
     """Combine the registered result of ``ab_load_test`` with the typed samples into the results document."""
     if not isinstance(load_test, Mapping) or not isinstance(load_test.get("report"), Mapping):
         raise LoadReportError(
@@ -192,14 +200,25 @@ def _load_panels(ax_rps, ax_lat, per_second: list, title: str) -> None:
 def _replica_panel(ax_rep, samples: list, locator) -> None:
     offsets = [s["offset_s"] for s in samples]
     drawn = False
-    styles = (("current_replicas", "current replicas", "tab:blue", "-", 3.0, None),
-              ("desired_replicas", "desired replicas", "tab:purple", "--", 1.5, None),
-              ("pods_running", "running pods", "black", ":", 1.5, "o"))
+    styles = (
+        ("current_replicas", "current replicas", "tab:blue", "-", 3.0, None),
+        ("desired_replicas", "desired replicas", "tab:purple", "--", 1.5, None),
+        ("pods_running", "running pods", "black", ":", 1.5, "o"),
+    )
     for key, label, color, linestyle, width, marker in styles:
         points = [(x, s[key]) for x, s in zip(offsets, samples, strict=True) if s[key] is not None]
         if points:
-            ax_rep.step([p[0] for p in points], [p[1] for p in points], where="post", label=label, color=color,
-                        linestyle=linestyle, linewidth=width, marker=marker, markersize=4)
+            ax_rep.step(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                where="post",
+                label=label,
+                color=color,
+                linestyle=linestyle,
+                linewidth=width,
+                marker=marker,
+                markersize=4,
+            )
             drawn = True
     ax_rep.set_ylabel("replicas")
     ax_rep.set_xlabel("seconds since the load started")
@@ -266,20 +285,23 @@ def _write_if_changed(path: str, content: bytes, check_mode: bool) -> bool:
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     except OSError as error:
-        raise LoadReportError(f"{path} cannot be written ({error.strerror}); choose a writable report directory.") \
-            from None
+        raise LoadReportError(
+            f"{path} cannot be written ({error.strerror}); choose a writable report directory."
+        ) from None
     return True
 
 
-def write_report(dest: str, results: Mapping, chart: bool = True, title: str = "Load test",
-                 check_mode: bool = False) -> dict:
+def write_report(
+    dest: str, results: Mapping, chart: bool = True, title: str = "Load test", check_mode: bool = False
+) -> dict:
     """Write results.json, report.md and (with ``chart``) chart.png into ``dest``; return paths and changed."""
     if not check_mode:
         try:
             os.makedirs(dest, mode=0o755, exist_ok=True)
         except OSError as error:
-            raise LoadReportError(f"Report directory {dest} cannot be created ({error.strerror}); "
-                                  "choose a writable path.") from None
+            raise LoadReportError(
+                f"Report directory {dest} cannot be created ({error.strerror}); choose a writable path."
+            ) from None
     files = {
         RESULTS_NAME: (json.dumps(results, indent=2, sort_keys=True) + "\n").encode(),
         MARKDOWN_NAME: render_markdown(results).encode(),

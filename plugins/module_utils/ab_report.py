@@ -43,6 +43,8 @@ THRESHOLD_NAMES = ("max_failed_requests", "max_non_2xx", "max_p95_ms", "max_p99_
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # ab refuses a concurrency above MAX_CONCURRENCY (20000) and, with -t alone, stops after MAX_REQUESTS (50000).
 MAX_CONCURRENCY = 20000
+# A -g file whose requests start further apart than a day is not one ab run (and would make a huge timeline).
+MAX_GNUPLOT_SPAN_S = 24 * 3600
 
 
 class AbReportError(Exception):
@@ -81,9 +83,7 @@ class AbRunError(AbReportError):
 
 _NUM = r"(\d+(?:\.\d+)?)"
 _KEY_VALUE = re.compile(r"^([A-Za-z][A-Za-z0-9/ +\-]*?):\s*(.*?)\s*$")
-_BREAKDOWN = re.compile(
-    r"^\(Connect:\s*(\d+),\s*Receive:\s*(\d+),\s*Length:\s*(\d+),\s*Exceptions:\s*(\d+)\)$"
-)
+_BREAKDOWN = re.compile(r"^\(Connect:\s*(\d+),\s*Receive:\s*(\d+),\s*Length:\s*(\d+),\s*Exceptions:\s*(\d+)\)$")
 _PERCENT_ROW = re.compile(r"^(\d{1,3})%\s+(\S+)(?:\s+\(longest request\))?$")
 _TOTAL_COMPLETED = re.compile(r"Total of (\d+) requests completed")
 _NUMBER = re.compile(r"^" + _NUM + r"$")
@@ -426,19 +426,30 @@ def parse_gnuplot(source) -> dict:
         count += 1
     if not count:
         return {
-            "requests": 0, "start_epoch_s": None, "duration_s": 0, "ttime_ms": _latency_summary([]), "per_second": [],
+            "requests": 0,
+            "start_epoch_s": None,
+            "duration_s": 0,
+            "ttime_ms": _latency_summary([]),
+            "per_second": [],
         }
     first, last = min(per_second), max(per_second)
+    if last - first > MAX_GNUPLOT_SPAN_S:
+        raise AbFormatError(
+            f"The ab gnuplot file spans {last - first} seconds between its first and last request, more than "
+            f"{MAX_GNUPLOT_SPAN_S}; pass the unmodified file of one ab run."
+        )
     timeline = []
     for second in range(first, last + 1):
         values = per_second.get(second, [])
         all_times.extend(values)
-        timeline.append({
-            "offset_s": second - first,
-            "epoch_s": second,
-            "requests": len(values),
-            "ttime_ms": _latency_summary(values),
-        })
+        timeline.append(
+            {
+                "offset_s": second - first,
+                "epoch_s": second,
+                "requests": len(values),
+                "ttime_ms": _latency_summary(values),
+            }
+        )
     return {
         "requests": count,
         "start_epoch_s": first,
@@ -467,9 +478,7 @@ def evaluate_thresholds(report: Mapping, thresholds: Mapping | None) -> list:
     thresholds = dict(thresholds or {})
     unknown = sorted(set(thresholds) - set(THRESHOLD_NAMES))
     if unknown:
-        raise AbArgumentError(
-            f"Unknown threshold {', '.join(unknown)}; use one of {', '.join(THRESHOLD_NAMES)}."
-        )
+        raise AbArgumentError(f"Unknown threshold {', '.join(unknown)}; use one of {', '.join(THRESHOLD_NAMES)}.")
     broken = []
 
     def _check_max(name: str, actual, what: str, unit: str) -> None:
@@ -477,16 +486,24 @@ def evaluate_thresholds(report: Mapping, thresholds: Mapping | None) -> list:
         if limit is None:
             return
         if actual is None:
-            broken.append({
-                "name": name, "limit": limit, "actual": None,
-                "message": f"ab printed no {what}, so {name} cannot be checked; send more than one request.",
-            })
+            broken.append(
+                {
+                    "name": name,
+                    "limit": limit,
+                    "actual": None,
+                    "message": f"ab printed no {what}, so {name} cannot be checked; send more than one request.",
+                }
+            )
         elif actual > limit:
-            broken.append({
-                "name": name, "limit": limit, "actual": actual,
-                "message": f"The {what} was {actual}{unit}, above {name} {limit}{unit}; "
-                           f"fix the service or raise {name}.",
-            })
+            broken.append(
+                {
+                    "name": name,
+                    "limit": limit,
+                    "actual": actual,
+                    "message": f"The {what} was {actual}{unit}, above {name} {limit}{unit}; "
+                    f"fix the service or raise {name}.",
+                }
+            )
 
     _check_max("max_failed_requests", report.get("failed_requests"), "number of failed requests", "")
     _check_max("max_non_2xx", report.get("non_2xx_responses"), "number of non-2xx responses", "")
@@ -497,11 +514,17 @@ def evaluate_thresholds(report: Mapping, thresholds: Mapping | None) -> list:
         actual = report.get("requests_per_second")
         if actual is None or actual < limit:
             shown = "not measured" if actual is None else f"{actual}"
-            broken.append({
-                "name": "min_requests_per_second", "limit": limit, "actual": actual,
-                "message": f"The throughput was {shown} requests per second, below min_requests_per_second {limit}; "
-                           "fix the service or lower min_requests_per_second.",
-            })
+            broken.append(
+                {
+                    "name": "min_requests_per_second",
+                    "limit": limit,
+                    "actual": actual,
+                    "message": (
+                        f"The throughput was {shown} requests per second, below min_requests_per_second {limit}; "
+                        "fix the service or lower min_requests_per_second."
+                    ),
+                }
+            )
     return broken
 
 
@@ -524,7 +547,9 @@ def _normalise_url(url) -> str:
         raise AbArgumentError(f"url {url!r} is not a URL without spaces; pass e.g. http://localhost:8080/.")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AbArgumentError(f"url {url!r} is not an http:// or https:// URL with a host; pass e.g. http://localhost:8080/.")
+        raise AbArgumentError(
+            f"url {url!r} is not an http:// or https:// URL with a host; pass e.g. http://localhost:8080/."
+        )
     if parts.fragment:
         raise AbArgumentError(f"url {url!r} has a #fragment, which ab would send to the server; remove it.")
     # ab rejects a URL without a path ("invalid URL"), so give it the root path.
@@ -626,7 +651,7 @@ _PROGRESS = re.compile(r"^(Completed|Finished) \d+ requests$")
 _ERRNO_HINTS = {
     111: "nothing accepts connections at {url}; start the service or fix url",
     104: "the server at {url} reset a connection; check the service's logs, or set continue_on_receive_errors "
-         "to count resets as failed requests",
+    "to count resets as failed requests",
     110: "connecting to {url} timed out; check that the host is reachable",
     113: "there is no route to {url}; check the host and network",
     119: "{url} did not answer within the socket timeout; raise socket_timeout or check the service",

@@ -112,8 +112,9 @@ def main():
     params = module.params
     try:
         results = build_results(params["load_test"], params["samples"], params["url"], params["started"])
-        written = write_report(params["dest"], results, chart=params["chart"], title=params["title"],
-                               check_mode=module.check_mode)
+        written = write_report(
+            params["dest"], results, chart=params["chart"], title=params["title"], check_mode=module.check_mode
+        )
     except LoadReportError as error:
         module.fail_json(msg=str(error))
     module.exit_json(changed=written["changed"], files=written["files"], hpa=results["hpa"])

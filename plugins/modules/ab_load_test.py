@@ -215,8 +215,19 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import
 )
 
 _ARGV_OPTIONS = (
-    "requests", "concurrency", "time_limit", "keep_alive", "socket_timeout", "headers", "method", "body_file",
-    "content_type", "variable_length", "continue_on_receive_errors", "csv_file", "gnuplot_file",
+    "requests",
+    "concurrency",
+    "time_limit",
+    "keep_alive",
+    "socket_timeout",
+    "headers",
+    "method",
+    "body_file",
+    "content_type",
+    "variable_length",
+    "continue_on_receive_errors",
+    "csv_file",
+    "gnuplot_file",
 )
 _THRESHOLD_SPEC = {
     "max_failed_requests": {"type": "int"},
@@ -252,8 +263,11 @@ def main():
             "keep_alive": {"type": "bool", "default": False},
             "socket_timeout": {"type": "int"},
             "headers": {"type": "dict", "default": {}},
-            "method": {"type": "str", "default": "GET",
-                       "choices": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]},
+            "method": {
+                "type": "str",
+                "default": "GET",
+                "choices": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            },
             "body_file": {"type": "path"},
             "content_type": {"type": "str"},
             "variable_length": {"type": "bool", "default": False},
@@ -278,15 +292,17 @@ def main():
         except AbReportError as error:
             module.fail_json(msg=str(error))
         module.exit_json(
-            changed=False, cmd=cmd, report=None, passed=None, broken_thresholds=[],
+            changed=False,
+            cmd=cmd,
+            report=None,
+            passed=None,
+            broken_thresholds=[],
             msg=f"Check mode: ab was not run and no load was sent to {url}.",
         )
 
     argv_options["ab_path"] = _ab_path(module)
     try:
-        outcome = run_load_test(
-            lambda argv: module.run_command(argv, check_rc=False), url, argv_options, thresholds
-        )
+        outcome = run_load_test(lambda argv: module.run_command(argv, check_rc=False), url, argv_options, thresholds)
     except AbRunError as error:
         module.fail_json(msg=str(error), rc=error.rc, reason=error.reason, completed_requests=error.completed)
     except AbReportError as error:

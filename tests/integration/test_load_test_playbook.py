@@ -20,8 +20,10 @@ from tests.unit import ab_servers
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.skipif(ab_servers.ab_path() is None,
-                       reason="ab is not installed (apt-get install apache2-utils) so the load test cannot run"),
+    pytest.mark.skipif(
+        ab_servers.ab_path() is None,
+        reason="ab is not installed (apt-get install apache2-utils) so the load test cannot run",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +47,16 @@ def report_dirs(state_dir: Path) -> list[Path]:
 
 def test_load_test_writes_the_report(tmp_path):
     with ab_servers.serve("normal") as url:
-        proc = play(tmp_path, {"load_test_url": url, "load_test_sample_hpa": False, "load_test_requests": 1500,
-                               "load_test_concurrency": 10,
-                               "load_test_thresholds": {"max_failed_requests": 0, "max_non_2xx": 0}})
+        proc = play(
+            tmp_path,
+            {
+                "load_test_url": url,
+                "load_test_sample_hpa": False,
+                "load_test_requests": 1500,
+                "load_test_concurrency": 10,
+                "load_test_thresholds": {"max_failed_requests": 0, "max_non_2xx": 0},
+            },
+        )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     [report_dir] = report_dirs(tmp_path)
     assert report_dir.name.endswith("Z")
@@ -81,8 +90,16 @@ def test_load_test_writes_the_report(tmp_path):
 
 def test_broken_threshold_fails_after_writing_the_report(tmp_path):
     with ab_servers.serve("mixed") as url:
-        proc = play(tmp_path, {"load_test_url": url, "load_test_sample_hpa": False, "load_test_requests": 150,
-                               "load_test_concurrency": 5, "load_test_thresholds": {"max_non_2xx": 0}})
+        proc = play(
+            tmp_path,
+            {
+                "load_test_url": url,
+                "load_test_sample_hpa": False,
+                "load_test_requests": 150,
+                "load_test_concurrency": 5,
+                "load_test_thresholds": {"max_non_2xx": 0},
+            },
+        )
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert "The number of non-2xx responses was 50, above max_non_2xx 0" in proc.stdout
     [report_dir] = report_dirs(tmp_path)
@@ -92,8 +109,15 @@ def test_broken_threshold_fails_after_writing_the_report(tmp_path):
 
 
 def test_connection_refused_is_abs_reason(tmp_path):
-    proc = play(tmp_path, {"load_test_url": ab_servers.closed_port_url(), "load_test_sample_hpa": False,
-                           "load_test_requests": 5, "load_test_concurrency": 1})
+    proc = play(
+        tmp_path,
+        {
+            "load_test_url": ab_servers.closed_port_url(),
+            "load_test_sample_hpa": False,
+            "load_test_requests": 5,
+            "load_test_concurrency": 1,
+        },
+    )
     assert proc.returncode == 2
     assert "nothing accepts connections at http://127.0.0.1:" in proc.stdout
 
@@ -116,8 +140,16 @@ def test_check_mode_sends_no_load(tmp_path):
 
 def test_saved_report_parses_with_the_filters(tmp_path):
     with ab_servers.serve("keepalive") as url:
-        proc = play(tmp_path, {"load_test_url": url, "load_test_sample_hpa": False, "load_test_requests": 200,
-                               "load_test_concurrency": 4, "load_test_keep_alive": True})
+        proc = play(
+            tmp_path,
+            {
+                "load_test_url": url,
+                "load_test_sample_hpa": False,
+                "load_test_requests": 200,
+                "load_test_concurrency": 4,
+                "load_test_keep_alive": True,
+            },
+        )
     assert proc.returncode == 0, proc.stdout[-3000:]
     [report_dir] = report_dirs(tmp_path)
     expression = (
@@ -126,9 +158,21 @@ def test_saved_report_parses_with_the_filters(tmp_path):
         " }}/{{ (lookup('ansible.builtin.file', dir ~ '/percentiles.csv') | filewcount.gitops.ab_parse_csv) | length }}"
     )
     adhoc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK.with_name("ansible")), "localhost", "-m", "ansible.builtin.debug",
-         "-a", f"msg={expression}", "-e", json.dumps({"dir": str(report_dir)})],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        [
+            str(ANSIBLE_PLAYBOOK.with_name("ansible")),
+            "localhost",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={expression}",
+            "-e",
+            json.dumps({"dir": str(report_dir)}),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert adhoc.returncode == 0, adhoc.stdout + adhoc.stderr
     assert "200/200/101" in adhoc.stdout

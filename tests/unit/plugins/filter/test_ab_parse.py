@@ -38,13 +38,16 @@ def test_ab_parse_csv_and_gnuplot():
     assert filters()["ab_parse_gnuplot"](fixture("normal.tsv"))["requests"] == 200
 
 
-@pytest.mark.parametrize(("name", "data", "words"), [
-    ("ab_parse", fixture("refused.stdout"), "ab_parse: The text holds no ab statistics"),
-    ("ab_parse", fixture("reset.stdout"), "only that 19 requests completed"),
-    ("ab_parse", None, "must be text"),
-    ("ab_parse_csv", "nonsense", "ab_parse_csv: The CSV does not start"),
-    ("ab_parse_gnuplot", "nonsense", "ab_parse_gnuplot: The gnuplot file does not start"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "words"),
+    [
+        ("ab_parse", fixture("refused.stdout"), "ab_parse: The text holds no ab statistics"),
+        ("ab_parse", fixture("reset.stdout"), "only that 19 requests completed"),
+        ("ab_parse", None, "must be text"),
+        ("ab_parse_csv", "nonsense", "ab_parse_csv: The CSV does not start"),
+        ("ab_parse_gnuplot", "nonsense", "ab_parse_gnuplot: The gnuplot file does not start"),
+    ],
+)
 def test_bad_input_is_an_ansible_filter_error(name, data, words):
     with pytest.raises(AnsibleFilterError, match=words):
         filters()[name](data)

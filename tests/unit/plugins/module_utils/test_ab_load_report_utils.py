@@ -53,8 +53,14 @@ def samples_around(start: float) -> list:
 
 def test_summarize_sample_reads_cpu_from_the_resource_metric():
     sample = summarize_sample({"time": 10, "hpa_status": hpa_status(3, 5, 87), "pods_total": 4, "pods_running": 3})
-    assert sample == {"time": 10.0, "current_replicas": 3, "desired_replicas": 5, "cpu_percent": 87,
-                      "pods_total": 4, "pods_running": 3}
+    assert sample == {
+        "time": 10.0,
+        "current_replicas": 3,
+        "desired_replicas": 5,
+        "cpu_percent": 87,
+        "pods_total": 4,
+        "pods_running": 3,
+    }
 
 
 def test_summarize_sample_without_hpa():
@@ -64,25 +70,33 @@ def test_summarize_sample_without_hpa():
     assert sample["time"] == 12.5
 
 
-@pytest.mark.parametrize(("sample", "words"), [
-    ("x", "not a mapping"),
-    ({"hpa_status": {}}, "no numeric 'time'"),
-    ({"time": 1, "hpa_status": ["x"]}, "'hpa_status' is not a mapping"),
-])
+@pytest.mark.parametrize(
+    ("sample", "words"),
+    [
+        ("x", "not a mapping"),
+        ({"hpa_status": {}}, "no numeric 'time'"),
+        ({"time": 1, "hpa_status": ["x"]}, "'hpa_status' is not a mapping"),
+    ],
+)
 def test_bad_samples(sample, words):
     with pytest.raises(LoadReportError, match=words):
         summarize_sample(sample)
 
 
-@pytest.mark.parametrize(("currents", "desireds", "scaled"), [
-    ([3, 3, 3], [3, 3, 3], False),
-    ([3, 3, 3], [3, 6, 6], True),
-    ([3, 4, 6], [3, 6, 6], True),
-    ([None, None], [None, None], None),
-])
+@pytest.mark.parametrize(
+    ("currents", "desireds", "scaled"),
+    [
+        ([3, 3, 3], [3, 3, 3], False),
+        ([3, 3, 3], [3, 6, 6], True),
+        ([3, 4, 6], [3, 6, 6], True),
+        ([None, None], [None, None], None),
+    ],
+)
 def test_hpa_summary_scaled_up(currents, desireds, scaled):
-    samples = [summarize_sample({"time": i, "hpa_status": {"currentReplicas": c, "desiredReplicas": d}})
-               for i, (c, d) in enumerate(zip(currents, desireds, strict=True))]
+    samples = [
+        summarize_sample({"time": i, "hpa_status": {"currentReplicas": c, "desiredReplicas": d}})
+        for i, (c, d) in enumerate(zip(currents, desireds, strict=True))
+    ]
     assert hpa_summary(samples)["scaled_up"] is scaled
 
 
@@ -91,8 +105,14 @@ def test_build_results_sorts_samples_and_aligns_them_with_the_run():
     start = run["timeline"]["start_epoch_s"]
     results = build_results(run, samples_around(start), url="http://127.0.0.1/", started="2026-11-24T09:00:00Z")
     assert [s["offset_s"] for s in results["samples"]] == [-1.0, 6.0, 12.0]
-    assert results["hpa"] == {"samples": 3, "initial_replicas": 3, "max_current_replicas": 6,
-                              "max_desired_replicas": 6, "max_cpu_percent": 150, "scaled_up": True}
+    assert results["hpa"] == {
+        "samples": 3,
+        "initial_replicas": 3,
+        "max_current_replicas": 6,
+        "max_desired_replicas": 6,
+        "max_cpu_percent": 150,
+        "scaled_up": True,
+    }
     json.dumps(results)
 
 

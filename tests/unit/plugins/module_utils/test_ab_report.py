@@ -26,10 +26,25 @@ from tests.unit import ab_servers
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ab"
 REPORT_KEYS = {
-    "server", "document", "concurrency", "time_taken_s", "complete_requests", "failed_requests",
-    "failed_breakdown", "write_errors", "non_2xx_responses", "keep_alive_requests", "total_body_sent_bytes",
-    "total_transferred_bytes", "html_transferred_bytes", "requests_per_second", "time_per_request_ms",
-    "time_per_request_all_ms", "transfer_rate_kbytes_s", "connection_times_ms", "percentiles_ms",
+    "server",
+    "document",
+    "concurrency",
+    "time_taken_s",
+    "complete_requests",
+    "failed_requests",
+    "failed_breakdown",
+    "write_errors",
+    "non_2xx_responses",
+    "keep_alive_requests",
+    "total_body_sent_bytes",
+    "total_transferred_bytes",
+    "html_transferred_bytes",
+    "requests_per_second",
+    "time_per_request_ms",
+    "time_per_request_all_ms",
+    "transfer_rate_kbytes_s",
+    "connection_times_ms",
+    "percentiles_ms",
 }
 STAT_SCENARIOS = sorted(name for name in ab_servers.SCENARIOS if name not in ("refused", "reset", "timeout"))
 needs_ab = pytest.mark.skipif(
@@ -178,11 +193,15 @@ def test_run_failure_messages_name_the_fix():
 
 
 def test_newer_builds_extra_keys_are_tolerated():
-    text = fixture("normal", "stdout").replace(
-        "Server Port:",
-        "SSL/TLS Protocol:       TLSv1.3,TLS_AES_256_GCM_SHA384,2048,256\n"
-        "Server Temp Key:        X25519 253 bits\nTLS Server Name:        localhost\nServer Port:",
-    ).replace("Total transferred:", "Some Future Counter:    42 widgets\nTotal transferred:")
+    text = (
+        fixture("normal", "stdout")
+        .replace(
+            "Server Port:",
+            "SSL/TLS Protocol:       TLSv1.3,TLS_AES_256_GCM_SHA384,2048,256\n"
+            "Server Temp Key:        X25519 253 bits\nTLS Server Name:        localhost\nServer Port:",
+        )
+        .replace("Total transferred:", "Some Future Counter:    42 widgets\nTotal transferred:")
+    )
     assert parse_stdout(text) == parse_stdout(fixture("normal", "stdout"))
 
 
@@ -244,8 +263,14 @@ def test_csv_maps_every_percent_to_milliseconds():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "Percentage served,Time in ms\n", "wrong header\n0,1.0\n", "Percentage served,Time in ms\n101,1.0\n",
-     "Percentage served,Time in ms\n5;1.0\n", "Percentage served,Time in ms\n5,abc\n"],
+    [
+        "",
+        "Percentage served,Time in ms\n",
+        "wrong header\n0,1.0\n",
+        "Percentage served,Time in ms\n101,1.0\n",
+        "Percentage served,Time in ms\n5;1.0\n",
+        "Percentage served,Time in ms\n5,abc\n",
+    ],
 )
 def test_csv_errors(text):
     with pytest.raises(AbFormatError):
@@ -286,9 +311,14 @@ def test_gnuplot_header_only_is_an_empty_run():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "seconds\tttime\n", "starttime\tseconds\tctime\tdtime\tttime\twait\nx\t1\t2\n",
-     "starttime\tseconds\tctime\tdtime\tttime\twait\nday\tnow\t0\t1\t1\t1\n",
-     "starttime\tseconds\tctime\tdtime\tttime\twait\nday\t-5\t0\t1\t1\t1\n"],
+    [
+        "",
+        "seconds\tttime\n",
+        "starttime\tseconds\tctime\tdtime\tttime\twait\nx\t1\t2\n",
+        "starttime\tseconds\tctime\tdtime\tttime\twait\nday\tnow\t0\t1\t1\t1\n",
+        "starttime\tseconds\tctime\tdtime\tttime\twait\nday\t-5\t0\t1\t1\t1\n",
+        "starttime\tseconds\tctime\tdtime\tttime\twait\nday\t0\t0\t1\t1\t1\nday\t1795500000\t0\t1\t1\t1\n",
+    ],
 )
 def test_gnuplot_errors(text):
     with pytest.raises(AbFormatError):
@@ -304,8 +334,17 @@ def test_gnuplot_errors(text):
     ("name", "thresholds", "broken"),
     [
         ("normal", {}, []),
-        ("normal", {"max_failed_requests": 0, "max_non_2xx": 0, "max_p95_ms": 1000, "max_p99_ms": 1000,
-                    "min_requests_per_second": 1}, []),
+        (
+            "normal",
+            {
+                "max_failed_requests": 0,
+                "max_non_2xx": 0,
+                "max_p95_ms": 1000,
+                "max_p99_ms": 1000,
+                "min_requests_per_second": 1,
+            },
+            [],
+        ),
         ("mixed", {"max_failed_requests": 0}, ["max_failed_requests"]),
         ("mixed", {"max_failed_requests": 1000, "max_non_2xx": 10}, ["max_non_2xx"]),
         ("non2xx", {"max_non_2xx": 0, "max_failed_requests": 0}, ["max_non_2xx"]),
@@ -344,21 +383,39 @@ def test_unknown_threshold_is_rejected():
         ({"requests": 10000, "concurrency": 100}, ["ab", "-n", "10000", "-c", "100", "http://localhost:8080/"]),
         ({"requests": 5, "url": "http://localhost:8080"}, ["ab", "-n", "5", "-c", "1", "http://localhost:8080/"]),
         ({"requests": 5, "url": "http://h:1?q=1"}, ["ab", "-n", "5", "-c", "1", "http://h:1/?q=1"]),
-        ({"time_limit": 30, "requests": 1000, "concurrency": 10},
-         ["ab", "-t", "30", "-n", "1000", "-c", "10", "http://localhost:8080/"]),
-        ({"time_limit": 30, "keep_alive": True, "socket_timeout": 5, "variable_length": True,
-          "continue_on_receive_errors": True, "ab_path": "/usr/bin/ab"},
-         ["/usr/bin/ab", "-t", "30", "-c", "1", "-s", "5", "-k", "-l", "-r", "http://localhost:8080/"]),
-        ({"requests": 2, "headers": {"Accept": "text/plain", "X-Test": "a b"}},
-         ["ab", "-n", "2", "-c", "1", "-H", "Accept: text/plain", "-H", "X-Test: a b", "http://localhost:8080/"]),
+        (
+            {"time_limit": 30, "requests": 1000, "concurrency": 10},
+            ["ab", "-t", "30", "-n", "1000", "-c", "10", "http://localhost:8080/"],
+        ),
+        (
+            {
+                "time_limit": 30,
+                "keep_alive": True,
+                "socket_timeout": 5,
+                "variable_length": True,
+                "continue_on_receive_errors": True,
+                "ab_path": "/usr/bin/ab",
+            },
+            ["/usr/bin/ab", "-t", "30", "-c", "1", "-s", "5", "-k", "-l", "-r", "http://localhost:8080/"],
+        ),
+        (
+            {"requests": 2, "headers": {"Accept": "text/plain", "X-Test": "a b"}},
+            ["ab", "-n", "2", "-c", "1", "-H", "Accept: text/plain", "-H", "X-Test: a b", "http://localhost:8080/"],
+        ),
         ({"requests": 2, "method": "head"}, ["ab", "-n", "2", "-c", "1", "-i", "http://localhost:8080/"]),
-        ({"requests": 2, "method": "POST", "body_file": "/b", "content_type": "application/json"},
-         ["ab", "-n", "2", "-c", "1", "-p", "/b", "-T", "application/json", "http://localhost:8080/"]),
-        ({"requests": 2, "method": "PUT", "body_file": "/b"},
-         ["ab", "-n", "2", "-c", "1", "-u", "/b", "-T", "application/octet-stream", "http://localhost:8080/"]),
+        (
+            {"requests": 2, "method": "POST", "body_file": "/b", "content_type": "application/json"},
+            ["ab", "-n", "2", "-c", "1", "-p", "/b", "-T", "application/json", "http://localhost:8080/"],
+        ),
+        (
+            {"requests": 2, "method": "PUT", "body_file": "/b"},
+            ["ab", "-n", "2", "-c", "1", "-u", "/b", "-T", "application/octet-stream", "http://localhost:8080/"],
+        ),
         ({"requests": 2, "method": "DELETE"}, ["ab", "-n", "2", "-c", "1", "-m", "DELETE", "http://localhost:8080/"]),
-        ({"requests": 2, "csv_file": "/r/p.csv", "gnuplot_file": "/r/g.tsv"},
-         ["ab", "-n", "2", "-c", "1", "-e", "/r/p.csv", "-g", "/r/g.tsv", "http://localhost:8080/"]),
+        (
+            {"requests": 2, "csv_file": "/r/p.csv", "gnuplot_file": "/r/g.tsv"},
+            ["ab", "-n", "2", "-c", "1", "-e", "/r/p.csv", "-g", "/r/g.tsv", "http://localhost:8080/"],
+        ),
     ],
 )
 def test_build_argv(kwargs, argv):
@@ -485,3 +542,17 @@ def test_live_ab_run_parses_like_the_fixture(name, tmp_path):
 
 def ab_servers_reason(name: str) -> str:
     return fixture(name, "stderr").strip().splitlines()[-1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, 2**40), st.integers(-5, 10**6)), max_size=30))
+def test_gnuplot_rows_of_any_numbers_give_a_bounded_timeline_or_typed_error(rows):
+    text = "starttime\tseconds\tctime\tdtime\tttime\twait\n" + "".join(
+        f"day\t{second}\t0\t0\t{ttime}\t0\n" for second, ttime in rows
+    )
+    try:
+        result = parse_gnuplot(text)
+    except AbReportError:
+        return
+    assert result["requests"] == len(rows)
+    assert len(result["per_second"]) <= ab_report.MAX_GNUPLOT_SPAN_S + 1

@@ -27,10 +27,21 @@ def arguments(dest: Path) -> dict:
     timeline = parse_gnuplot((FIXTURES / "normal.tsv").read_text())
     return {
         "dest": str(dest),
-        "load_test": {"report": parse_stdout((FIXTURES / "normal.stdout").read_text()), "timeline": timeline,
-                      "passed": True, "broken_thresholds": [], "cmd": ["ab", "-n", "200", "-c", "10", "http://x/"]},
-        "samples": [{"time": timeline["start_epoch_s"], "hpa_status": {"currentReplicas": 3, "desiredReplicas": 4},
-                     "pods_total": 3, "pods_running": 3}],
+        "load_test": {
+            "report": parse_stdout((FIXTURES / "normal.stdout").read_text()),
+            "timeline": timeline,
+            "passed": True,
+            "broken_thresholds": [],
+            "cmd": ["ab", "-n", "200", "-c", "10", "http://x/"],
+        },
+        "samples": [
+            {
+                "time": timeline["start_epoch_s"],
+                "hpa_status": {"currentReplicas": 3, "desiredReplicas": 4},
+                "pods_total": 3,
+                "pods_running": 3,
+            }
+        ],
         "url": "http://x/",
         "chart": False,
     }

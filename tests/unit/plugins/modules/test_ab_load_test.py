@@ -72,10 +72,16 @@ def test_check_mode_still_rejects_bad_options(capsys):
 
 def test_passing_run_returns_report_and_is_not_changed(capsys, fake_ab):
     ab = fake_ab("normal")
-    result = run_module(capsys, {
-        "url": "http://localhost:8080/", "requests": 200, "concurrency": 10, "ab_path": ab,
-        "thresholds": {"max_failed_requests": 0, "max_non_2xx": 0},
-    })
+    result = run_module(
+        capsys,
+        {
+            "url": "http://localhost:8080/",
+            "requests": 200,
+            "concurrency": 10,
+            "ab_path": ab,
+            "thresholds": {"max_failed_requests": 0, "max_non_2xx": 0},
+        },
+    )
     assert result.get("failed") is not True, result
     assert result["changed"] is False
     assert result["passed"] is True
@@ -86,10 +92,15 @@ def test_passing_run_returns_report_and_is_not_changed(capsys, fake_ab):
 
 def test_broken_thresholds_fail_with_one_sentence_each(capsys, fake_ab):
     ab = fake_ab("mixed")
-    result = run_module(capsys, {
-        "requests": 150, "concurrency": 5, "ab_path": ab,
-        "thresholds": {"max_failed_requests": 0, "max_non_2xx": 0, "max_p95_ms": 10000},
-    })
+    result = run_module(
+        capsys,
+        {
+            "requests": 150,
+            "concurrency": 5,
+            "ab_path": ab,
+            "thresholds": {"max_failed_requests": 0, "max_non_2xx": 0, "max_p95_ms": 10000},
+        },
+    )
     assert result["failed"] is True
     assert result["passed"] is False
     assert [item["name"] for item in result["broken_thresholds"]] == ["max_failed_requests", "max_non_2xx"]
@@ -100,20 +111,29 @@ def test_broken_thresholds_fail_with_one_sentence_each(capsys, fake_ab):
 
 def test_broken_thresholds_can_be_left_to_the_play(capsys, fake_ab):
     ab = fake_ab("mixed")
-    result = run_module(capsys, {
-        "requests": 150, "concurrency": 5, "ab_path": ab, "fail_on_thresholds": False,
-        "thresholds": {"max_non_2xx": 0},
-    })
+    result = run_module(
+        capsys,
+        {
+            "requests": 150,
+            "concurrency": 5,
+            "ab_path": ab,
+            "fail_on_thresholds": False,
+            "thresholds": {"max_non_2xx": 0},
+        },
+    )
     assert result.get("failed") is not True
     assert result["passed"] is False
     assert result["broken_thresholds"][0]["actual"] == 50
 
 
-@pytest.mark.parametrize(("name", "words"), [
-    ("refused", "nothing accepts connections"),
-    ("reset", "after 19 completed requests"),
-    ("timeout", "raise socket_timeout"),
-])
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("refused", "nothing accepts connections"),
+        ("reset", "after 19 completed requests"),
+        ("timeout", "raise socket_timeout"),
+    ],
+)
 def test_ab_failure_reports_abs_reason(capsys, fake_ab, name, words):
     ab = fake_ab(name)
     result = run_module(capsys, {"requests": 100, "ab_path": ab})
@@ -146,11 +166,17 @@ def test_requests_or_time_limit_is_required(capsys):
 @pytest.mark.integration
 def test_real_ab_against_loopback_server_with_csv_and_gnuplot(capsys, tmp_path):
     with ab_servers.serve("normal") as url:
-        result = run_module(capsys, {
-            "url": url, "requests": 300, "concurrency": 10,
-            "csv_file": str(tmp_path / "p.csv"), "gnuplot_file": str(tmp_path / "g.tsv"),
-            "thresholds": {"max_failed_requests": 0, "min_requests_per_second": 1},
-        })
+        result = run_module(
+            capsys,
+            {
+                "url": url,
+                "requests": 300,
+                "concurrency": 10,
+                "csv_file": str(tmp_path / "p.csv"),
+                "gnuplot_file": str(tmp_path / "g.tsv"),
+                "thresholds": {"max_failed_requests": 0, "min_requests_per_second": 1},
+            },
+        )
     assert result.get("failed") is not True, result
     assert result["report"]["complete_requests"] == 300
     assert len(result["percentages_ms"]) == 101
@@ -164,10 +190,18 @@ def test_real_ab_post_with_body(capsys, tmp_path):
     body = tmp_path / "body.json"
     body.write_text('{"a": 1}\n')
     with ab_servers.serve("post") as url:
-        result = run_module(capsys, {
-            "url": url, "requests": 20, "concurrency": 2, "method": "POST", "body_file": str(body),
-            "content_type": "application/json", "headers": {"X-Load-Test": "yes"},
-        })
+        result = run_module(
+            capsys,
+            {
+                "url": url,
+                "requests": 20,
+                "concurrency": 2,
+                "method": "POST",
+                "body_file": str(body),
+                "content_type": "application/json",
+                "headers": {"X-Load-Test": "yes"},
+            },
+        )
     assert result.get("failed") is not True, result
     assert result["report"]["total_body_sent_bytes"] > 0
     assert "-H" in result["cmd"]
