@@ -91,8 +91,8 @@ def _pushed(work: Path, path: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _assert_valid(root: Path) -> validate.Tree:
-    tree = validate.load_tree(root)
+def _assert_valid(root: Path, schemas: Path) -> validate.Tree:
+    tree = validate.load_tree(root, schemas)
     assert {name: check(tree) for name, check in validate.CHECKS.items()} == {n: [] for n in validate.CHECK_NAMES}
     return tree
 
@@ -109,23 +109,23 @@ def test_apps_directory_lets_flux_generate_its_kustomization() -> None:
     assert not any((validate.REPO_ROOT / "kube/apps" / name).exists() for name in validate.KUSTOMIZATION_FILES)
 
 
-def test_examples_work_as_written(checkout: Path) -> None:
+def test_examples_work_as_written(checkout: Path, schemas: Path) -> None:
     blocks = _blocks()
     image = "docker.io/bldrtech/filewcount"
 
     _run(blocks[STEPS[0]], checkout)
     assert _pushed(checkout, "kube/apps/sync-example.yaml") is not None
-    tree = _assert_valid(checkout)
+    tree = _assert_valid(checkout, schemas)
     apps = next(u for u in tree.units if u.path == "kube/apps")
     assert ("Namespace", "sync-example") in {(o.kind, o.name) for o in apps.objects}
 
     _run(blocks[STEPS[1]], checkout)
     assert _pushed(checkout, "kube/apps/sync-example.yaml") is None
-    _assert_valid(checkout)
+    _assert_valid(checkout, schemas)
 
     for step, tag in ((STEPS[2], "2.0"), (STEPS[3], "1.0")):
         _run(blocks[step], checkout)
         pushed = yaml.safe_load(_pushed(checkout, "kube/apps/filewcount/deployment.yaml") or "")
         assert pushed["spec"]["template"]["spec"]["containers"][0]["image"] == f"{image}:{tag}"
         assert not _git(checkout, "status", "--porcelain")
-        _assert_valid(checkout)
+        _assert_valid(checkout, schemas)

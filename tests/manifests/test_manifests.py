@@ -106,17 +106,6 @@ NEGATIVE = {
 
 
 @pytest.fixture(scope="module")
-def schemas() -> Path:
-    path = validate.default_schemas_dir()
-    if not (path / "crds").is_dir() or not (path / "charts").is_dir():
-        pytest.fail(
-            f"Schema directory {path} is missing crds/ or charts/; set FILEWCOUNT_SCHEMAS_DIR or run `make schemas`.",
-            pytrace=False,
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
 def tree(schemas: Path) -> validate.Tree:
     return validate.load_tree(validate.REPO_ROOT, schemas)
 

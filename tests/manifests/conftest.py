@@ -1,0 +1,24 @@
+"""Shared fixtures of the manifest suite."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import validate
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Path:
+    """The pinned schema directory (FILEWCOUNT_SCHEMAS_DIR, default ../shared/schemas)."""
+    path = validate.default_schemas_dir()
+    if not (path / "crds").is_dir() or not (path / "charts").is_dir():
+        pytest.fail(
+            f"Schema directory {path} is missing crds/ or charts/; set FILEWCOUNT_SCHEMAS_DIR or run `make schemas`.",
+            pytrace=False,
+        )
+    return path
