@@ -123,7 +123,7 @@ class Checkout:
 
     # ------------------------------------------------------------------ reads
     def ensure_repository(self) -> None:
-        rc, out, _ = self._run([self._git_bin, "rev-parse", "--is-inside-work-tree"], self.path)
+        rc, out, _unused = self._run([self._git_bin, "rev-parse", "--is-inside-work-tree"], self.path)
         if rc != 0 or out.strip() != "true":
             raise NotAGitRepository(
                 f"{self.path} is not a git checkout; run `git init -b main && git add -A && "
@@ -131,26 +131,26 @@ class Checkout:
             )
 
     def head(self) -> str:
-        rc, out, _ = self._git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
+        rc, out, _unused = self._git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", ok=(0, 1))
         if rc != 0 or not out.strip():
             raise NoCommits(f"The checkout {self.path} has no commits yet; commit your files, then run again.")
         return out.strip()
 
     def is_clean(self) -> bool:
         """True when tracked files have no staged or unstaged changes (untracked files do not count)."""
-        _, out, _ = self._git("status", "--porcelain=v1", "--untracked-files=no")
+        out = self._git("status", "--porcelain=v1", "--untracked-files=no")[1]
         return not out.strip()
 
     def remote_url(self, remote: str) -> str | None:
-        rc, out, _ = self._git("config", "--get", f"remote.{remote}.url", ok=(0, 1))
+        rc, out, _unused = self._git("config", "--get", f"remote.{remote}.url", ok=(0, 1))
         return out.strip() if rc == 0 and out.strip() else None
 
     def has_commit(self, sha: str) -> bool:
-        rc, _, _ = self._git("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128))
+        rc = self._git("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128))[0]
         return rc == 0
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        rc, _, _ = self._git("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1))
+        rc = self._git("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1))[0]
         return rc == 0
 
     def ls_remote(self, where: str, branch: str) -> str | None:
@@ -180,7 +180,7 @@ class Checkout:
 
     def fetch(self, remote: str, branch: str) -> None:
         argv = [self._git_bin, "fetch", "--no-tags", remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}"]
-        rc, _, err = self._run(argv, self.path)
+        rc, _unused, err = self._run(argv, self.path)
         if rc != 0:
             raise RemoteUnreachable(
                 f"Could not fetch {branch} from the git remote {remote} ({_last_line(err) or f'exit code {rc}'}); "

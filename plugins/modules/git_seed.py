@@ -21,7 +21,7 @@ description:
   - Git runs with C(GIT_TERMINAL_PROMPT=0), so a server asking for credentials fails instead of hanging.
 version_added: 0.1.0
 author:
-  - filewcount.gitops maintainers
+  - filewcount.gitops maintainers (@filewcount)
 options:
   path:
     description: The git checkout (its working tree or any directory inside it).
