@@ -198,7 +198,7 @@ def _summary_line(report: dict, key: str, value: str, line_no: int) -> None:
 
 
 def _connection_row(line: str, line_no: int, with_sd: bool) -> tuple[str, dict] | None:
-    name, _, rest = line.partition(":")
+    name, _colon, rest = line.partition(":")
     name = name.strip().lower()
     if name not in CONNECTION_ROWS:
         return None

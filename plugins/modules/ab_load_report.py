@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: ab_load_report
 short_description: Write the report of an ab load test (results.json, report.md, a PNG chart)
 version_added: 0.1.0
-author: filewcount.gitops contributors
+author:
+  - filewcount.gitops maintainers (@filewcount)
 description:
   - Combines the registered result of M(filewcount.gitops.ab_load_test) with the autoscaler samples taken while
     it ran and writes C(results.json), C(report.md) and C(chart.png) into a directory.
@@ -53,6 +54,7 @@ attributes:
     description: Reports whether files would change and writes nothing.
   diff_mode:
     support: none
+    description: Nothing to compare; the module reports no diff.
   idempotent:
     support: full
     description: Same inputs give the same files, so a second run reports C(changed=false).

@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: ab_load_test
 short_description: Load-test an HTTP endpoint with ApacheBench (ab) and check thresholds
 version_added: 0.1.0
-author: filewcount.gitops contributors
+author:
+  - filewcount.gitops maintainers (@filewcount)
 description:
   - Runs C(ab) with an argument list (never through a shell), parses every section of its report (summary,
     failure breakdown, non-2xx responses, connection times, percentiles) and, when asked, the C(-e) CSV and
@@ -115,6 +116,7 @@ attributes:
     description: In check mode ab is not run and no load is sent; RV(cmd) shows what would run.
   diff_mode:
     support: none
+    description: Nothing to compare; the module reports no diff.
   idempotent:
     support: full
     description: It changes no state; every run reports C(changed=false).

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         write_file(path, rows)
         size = os.path.getsize(path)
         best = None
-        for _ in range(3):
+        for _attempt in range(3):
             began = time.perf_counter()
             with open(path, encoding="utf-8") as handle:
                 result = parse_gnuplot(handle)
