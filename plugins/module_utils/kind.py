@@ -134,7 +134,7 @@ def explain_failure(action: str, rc: int, stderr: str) -> str:
     for needles, template in _FAILURES:
         if all(n in text for n in needles):
             return template.format(action=action, detail=detail)
-    return f"kind {action} failed ({detail}): see the kind output above, fix the cause and run again."
+    return f"kind {action} failed ({detail}): fix the cause and run again."
 
 
 class KindCLI:
