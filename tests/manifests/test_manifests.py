@@ -95,6 +95,10 @@ NEGATIVE = {
     ("policy", "untagged-image"): "image docker.io/bldrtech/filewcount has no tag, so it means latest",
     ("policy", "no-limits"): "container filewcount has no limits for cpu and memory",
     ("policy", "no-probes"): "container filewcount has no readinessProbe",
+    ("policy", "replicas-with-hpa"): (
+        "Deployment filewcount/filewcount (kube/apps/filewcount/deployment.yaml): sets spec.replicas although "
+        "HorizontalPodAutoscaler filewcount/filewcount scales it"
+    ),
     ("policy", "unpinned-chart"): "chart version 88.x is not pinned",
     ("policy", "beta-flux-api"): (
         "uses the beta Flux API kustomize.toolkit.fluxcd.io/v1beta2, which Flux 2.8 removed; use "
@@ -342,7 +346,7 @@ def test_filewcount_app(tree: validate.Tree) -> None:
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "docker.io/bldrtech/filewcount:1.0"
     assert [p["containerPort"] for p in container["ports"]] == [80]
-    assert deploy["spec"]["replicas"] == 3
+    assert "replicas" not in deploy["spec"]  # the HPA owns it (minReplicas 3)
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "20Mi"},

@@ -1007,9 +1007,26 @@ def _probe_port_ok(probe: dict[str, Any], container: dict[str, Any]) -> bool:
     return port == PROBED_PORT
 
 
+def _autoscaled(tree: Tree) -> dict[tuple[str, str, str], Obj]:
+    """(kind, namespace, name) of each HPA's target -> the HPA."""
+    out = {}
+    for obj in tree.all_objects():
+        if obj.kind == "HorizontalPodAutoscaler":
+            target = obj.spec.get("scaleTargetRef") or {}
+            out[(target.get("kind"), obj.namespace, target.get("name"))] = obj
+    return out
+
+
 def check_policy(tree: Tree) -> list[str]:
     problems = []
+    autoscaled = _autoscaled(tree)
     for obj in tree.all_objects():
+        hpa = autoscaled.get((obj.kind, obj.namespace, obj.name))
+        if hpa is not None and "replicas" in obj.spec:
+            problems.append(
+                f"{obj.ref()}: sets spec.replicas although HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} "
+                "scales it, so every apply resets the replica count; remove spec.replicas (minReplicas applies)."
+            )
         # Flux API versions
         if obj.group.endswith(FLUX_GROUP_SUFFIX) and BETA_VERSION.match(obj.version):
             crd = tree.crds.get((obj.group, obj.kind))
