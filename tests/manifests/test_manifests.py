@@ -55,6 +55,10 @@ NEGATIVE = {
         "AlertmanagerConfig filewcount/filewcount (kube/apps/alertmanager-config.yaml): no CRD for AlertmanagerConfig "
         "(monitoring.coreos.com) in"
     ),
+    ("crd", "bad-promql"): (
+        "PrometheusRule monitoring/flux (kube/infrastructure/configs/prometheusrule-flux.yaml): rule "
+        "FluxPodsRestarting in group flux.pods is not valid PromQL"
+    ),
     ("crd", "bad-enum"): "at spec.driftDetection.mode: 'on' is not one of ['enabled', 'warn', 'disabled'].",
     ("crd", "unserved-version"): (
         "monitoring.coreos.com/v1beta1 is not served by the pinned PrometheusRule CRD (served: v1); "
@@ -168,8 +172,15 @@ def test_every_check_has_negative_fixtures() -> None:
     assert {key[0] for key in NEGATIVE} == set(validate.CHECK_NAMES)
 
 
+# Cases that need an optional tool, with the pip requirement that provides it.
+NEEDS = {("crd", "bad-promql"): ("promql_parser", "promql-parser")}
+
+
 @pytest.mark.parametrize(("check", "case"), sorted(NEGATIVE), ids=[f"{c}-{n}" for c, n in sorted(NEGATIVE)])
 def test_negative_fixture_fails_its_check(schemas: Path, tmp_path: Path, check: str, case: str) -> None:
+    if (check, case) in NEEDS:
+        module, requirement = NEEDS[(check, case)]
+        pytest.importorskip(module, reason=f"{requirement} is not installed (requirements-test.txt)")
     root = validate.materialize_fixture(NEGATIVE_DIR / check / case, tmp_path)
     problems = validate.CHECKS[check](validate.load_tree(root, schemas))
     expected = NEGATIVE[(check, case)]
@@ -320,6 +331,20 @@ def test_dashboards(tree: validate.Tree) -> None:
     for dashboard in found.values():
         for panel in dashboard["panels"]:
             assert panel["datasource"]["uid"] == "prometheus"
+
+
+def test_dashboard_and_rule_queries_parse(tree: validate.Tree) -> None:
+    pytest.importorskip("promql_parser", reason="promql-parser is not installed (requirements-test.txt)")
+    exprs = []
+    for cm in _objects(tree, "ConfigMap").values():
+        if cm.labels.get("grafana_dashboard") == "1":
+            for body in cm.doc["data"].values():
+                exprs += [t["expr"] for p in json.loads(body)["panels"] for t in p["targets"]]
+    for rule in _objects(tree, "PrometheusRule").values():
+        exprs += [r["expr"] for g in rule.spec["groups"] for r in g["rules"]]
+    assert len(exprs) > 20
+    assert {e: validate.promql_error(e) for e in exprs if validate.promql_error(e)} == {}
+    assert validate.promql_error("sum(rate(x[5m])") is not None
 
 
 def test_alerts(tree: validate.Tree) -> None:

@@ -46,6 +46,11 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+try:  # PromQL syntax of PrometheusRules, as the prometheus-operator admission webhook checks it
+    import promql_parser
+except ImportError:  # pragma: no cover - promql-parser is in requirements-test.txt
+    promql_parser = None
+
 # libyaml's C loader when PyYAML has it (the CRDs and chart values are large), else the pure-Python one.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -627,9 +632,37 @@ def check_crd(tree: Tree) -> list[str]:
             continue
         schema = versions[obj.version].get("schema", {}).get("openAPIV3Schema", {})
         validator = _crd_validator(json.dumps(schema, sort_keys=True))
-        for error in sorted(validator.iter_errors(obj.doc), key=lambda e: list(e.path)):
+        errors = sorted(validator.iter_errors(obj.doc), key=lambda e: list(e.path))
+        for error in errors:
             where = ".".join(str(p) for p in error.path) or "(top level)"
             problems.append(f"{obj.ref()}: does not match the {obj.kind} CRD at {where}: {error.message}.")
+        if not errors and obj.group == "monitoring.coreos.com" and obj.kind == "PrometheusRule":
+            problems += _promql_problems(obj)
+    return problems
+
+
+def promql_error(expr: str) -> str | None:
+    """The parser's complaint about a PromQL expression, or None (also when promql-parser is absent)."""
+    if promql_parser is None:
+        return None
+    try:
+        promql_parser.parse(expr)
+    except ValueError as exc:
+        return str(exc) or "syntax error"
+    return None
+
+
+def _promql_problems(rule: Obj) -> list[str]:
+    problems = []
+    for group in rule.spec.get("groups") or []:
+        for item in group.get("rules") or []:
+            name = item.get("alert") or item.get("record") or "?"
+            error = promql_error(str(item.get("expr", "")))
+            if error:
+                problems.append(
+                    f"{rule.ref()}: rule {name} in group {group.get('name')} is not valid PromQL ({error}); "
+                    "the prometheus-operator admission webhook would reject the PrometheusRule."
+                )
     return problems
 
 
