@@ -285,7 +285,8 @@ def main():
         module.fail_json(msg="The Python library PyYAML is missing; install it (pip install pyyaml).")
 
     def run(argv, env):
-        return module.run_command(argv, environ_update=dict(env), data="\n", binary_data=True)
+        # No stdin data: the token is always in the environment, so flux never prompts for it.
+        return module.run_command(argv, environ_update=dict(env))
 
     try:
         desired = build_desired(module.params)
