@@ -70,7 +70,7 @@ NEGATIVE = {
     ),
     ("values", "unpinned-values"): "chart metrics-server 3.12.2 has no pinned values in",
     ("values", "values-from-configmap"): (
-        "ConfigMap kube-system/metrics-server-values key values.yaml key argz is not a value of chart "
+        "values from ConfigMap kube-system/metrics-server-values (values.yaml) key argz is not a value of chart "
         "metrics-server 3.13.1"
     ),
     ("graph", "missing-source"): "sourceRef HelmRepository flux-system/metrics-servers does not exist in the tree.",

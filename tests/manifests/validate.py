@@ -750,7 +750,7 @@ def _values_from(obj: Obj, tree: Tree) -> Iterator[tuple[str, Any]]:
             parsed = None
             for part in reversed(str(ref["targetPath"]).split(".")):
                 parsed = {part: parsed}
-        yield f"ConfigMap {obj.namespace}/{ref.get('name')} key {key}", parsed
+        yield f"values from ConfigMap {obj.namespace}/{ref.get('name')} ({key})", parsed
 
 
 def check_values(tree: Tree) -> list[str]:
