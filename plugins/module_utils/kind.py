@@ -370,7 +370,9 @@ def _has_context(path: str, context: str) -> bool:
     return bool(isinstance(data, dict) and _named(data.get("contexts"), context))
 
 
-def ensure_absent(cli: KindCLI, name: str, kubeconfig: str | None, *, check_mode: bool = False) -> Outcome:
+def ensure_absent(cli: KindCLI, name: str, kubeconfig: str | None, *, check_mode: bool = False,
+                  clean_user_kubeconfig: bool = False, user_kubeconfig: str | None = None) -> Outcome:
+    """Delete the cluster and its context from the project kubeconfig (and, when asked, the user's)."""
     outcome = Outcome(after={"name": name, "exists": False})
     exists = name in cli.get_clusters()
     stale = bool(kubeconfig) and _has_context(kubeconfig, context_name(name))
@@ -380,4 +382,9 @@ def ensure_absent(cli: KindCLI, name: str, kubeconfig: str | None, *, check_mode
         outcome.deleted = exists
         if not check_mode:
             cli.delete_cluster(name, kubeconfig)
+    if clean_user_kubeconfig and _has_context(user_kubeconfig or user_kubeconfig_path(), context_name(name)):
+        # Without --kubeconfig kind removes the context from $KUBECONFIG or ~/.kube/config (nodes are gone).
+        outcome.changed = True
+        if not check_mode:
+            cli.delete_cluster(name, None)
     return outcome

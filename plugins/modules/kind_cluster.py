@@ -58,7 +58,9 @@ options:
     type: bool
     default: false
   export_user_kubeconfig:
-    description: Also export the context into the user's kubeconfig (C($KUBECONFIG) or C(~/.kube/config)).
+    description:
+      - Also export the context into the user's kubeconfig (C($KUBECONFIG) or C(~/.kube/config)).
+      - With O(state=absent), also remove the C(kind-<name>) context from it.
     type: bool
     default: false
 attributes:
@@ -169,7 +171,8 @@ def main():
                 export_user_kubeconfig=p["export_user_kubeconfig"], tmpdir=module.tmpdir,
             )
         else:
-            outcome = ensure_absent(cli, p["name"], p["kubeconfig"], check_mode=module.check_mode)
+            outcome = ensure_absent(cli, p["name"], p["kubeconfig"], check_mode=module.check_mode,
+                                    clean_user_kubeconfig=p["export_user_kubeconfig"])
     except KindError as exc:
         module.fail_json(msg=str(exc), context=context_name(p["name"]))
     for warning in outcome.warnings:

@@ -298,3 +298,15 @@ def test_kubeconfig_matches(tmp_path):
     assert not k.kubeconfig_matches(str(path), fake.kubeconfig_text("b"), "kind-b")
     path.write_text(":\n  - not yaml: [")
     assert not k.kubeconfig_matches(str(path), fake.kubeconfig_text("a"), "kind-a")
+
+
+def test_absent_cleans_the_user_kubeconfig_only_when_asked(tmp_path):
+    fake = FakeKind()
+    fake.user_path = str(tmp_path / "user")
+    user = tmp_path / "user"
+    user.write_text(fake.kubeconfig_text("filewcount"))
+    out = k.ensure_absent(k.KindCLI(fake), "filewcount", str(tmp_path / "kc"), user_kubeconfig=str(user))
+    assert not out.changed and fake.calls == [["kind", "get", "clusters"]]
+    out = k.ensure_absent(k.KindCLI(fake), "filewcount", str(tmp_path / "kc"), clean_user_kubeconfig=True,
+                          user_kubeconfig=str(user))
+    assert out.changed and fake.calls[-1] == ["kind", "delete", "cluster", "--name", "filewcount"]
