@@ -25,8 +25,9 @@ Known approximations (documented deviations from a real API server):
 - Unknown fields are always rejected with 422 (a real server answers 400 with fieldValidation=Strict, or drops them
   with a warning otherwise); wrong types are 422 too (400 on a real server).
 - Strategic merge patch and server-side apply are approximations (see patching.py): no field-manager conflicts,
-  managedFields are not reported. No defaulting of built-in fields (except Service clusterIP/nodePort, Secret
-  stringData -> data, Namespace phase/labels). Finalizers do not delay deletion; namespace deletion is immediate.
+  managedFields are not reported. Defaulting is limited to what clients rely on: replicas, revisionHistoryLimit,
+  progressDeadlineSeconds and strategy of workloads, HPA minReplicas, Service type/clusterIP/nodePort, Secret
+  stringData -> data and type, Namespace phase and name label. Finalizers do not delay deletion; namespace deletion is immediate.
 - No conversion between CRD versions (objects are stored once and served under every version). No Table output
   (kubectl prints its default columns). No authentication/authorization, no admission webhooks.
 """

@@ -272,6 +272,20 @@ class Store:
                         used.add(port["nodePort"])
         elif kind == "CustomResourceDefinition":
             self._crd_status(obj)
+        elif kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+            # The defaults kube-apiserver applies that clients rely on (kubernetes.core's readiness check compares
+            # spec.replicas with status.replicas).
+            spec = obj.setdefault("spec", {})
+            spec.setdefault("replicas", 1)
+            if kind != "ReplicaSet":
+                spec.setdefault("revisionHistoryLimit", 10)
+            if kind == "Deployment":
+                spec.setdefault("progressDeadlineSeconds", 600)
+                spec.setdefault(
+                    "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+                )
+        elif kind == "HorizontalPodAutoscaler":
+            obj.setdefault("spec", {}).setdefault("minReplicas", 1)
 
     def _cluster_ip(self, obj: dict) -> str:
         digest = hashlib.sha1(f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}".encode()).digest()
