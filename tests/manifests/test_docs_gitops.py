@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate
 
 DOC = validate.REPO_ROOT / "docs" / "gitops.md"
+POSITIVE = Path(__file__).resolve().parent / "fixtures" / "positive" / "flux-system-committed"
 STEPS = (
+    "Before you start",
     "Create a resource: add a manifest",
     "Delete a resource: remove the manifest",
     "Upgrade to 2.0",
@@ -62,6 +64,13 @@ def checkout(tmp_path: Path) -> Path:
     _git(work, "commit", "--quiet", "-m", "Seed")
     _git(work, "remote", "add", "local", str(bare))
     _git(work, "push", "--quiet", "local", "HEAD:main")
+    # Bootstrap then commits flux-system/ to the server's branch from another clone.
+    other = tmp_path / "bootstrap"
+    _git(tmp_path, "clone", "--quiet", "--branch", "main", str(bare), str(other))
+    shutil.copytree(POSITIVE / "kube", other / "kube", dirs_exist_ok=True)
+    _git(other, "add", "kube")
+    _git(other, "-c", "user.name=Flux", "-c", "user.email=flux@localhost", "commit", "--quiet", "-m", "Add Flux")
+    _git(other, "push", "--quiet", "origin", "HEAD:main")
     return work
 
 
@@ -101,6 +110,7 @@ def test_docs_have_every_example() -> None:
     blocks = _blocks()
     for step in STEPS:
         assert step in blocks, f"docs/gitops.md lost the example {step!r}"
+    for step in STEPS[1:]:
         assert 'git push "$REMOTE" HEAD:main' in blocks[step]
 
 
@@ -113,17 +123,20 @@ def test_examples_work_as_written(checkout: Path, schemas: Path) -> None:
     blocks = _blocks()
     image = "docker.io/bldrtech/filewcount"
 
-    _run(blocks[STEPS[0]], checkout)
+    _run(blocks[STEPS[0]], checkout)  # pulls bootstrap's flux-system commit
+    assert (checkout / "kube/clusters/kind/flux-system/gotk-sync.yaml").is_file()
+
+    _run(blocks[STEPS[1]], checkout)
     assert _pushed(checkout, "kube/apps/sync-example.yaml") is not None
     tree = _assert_valid(checkout, schemas)
     apps = next(u for u in tree.units if u.path == "kube/apps")
     assert ("Namespace", "sync-example") in {(o.kind, o.name) for o in apps.objects}
 
-    _run(blocks[STEPS[1]], checkout)
+    _run(blocks[STEPS[2]], checkout)
     assert _pushed(checkout, "kube/apps/sync-example.yaml") is None
     _assert_valid(checkout, schemas)
 
-    for step, tag in ((STEPS[2], "2.0"), (STEPS[3], "1.0")):
+    for step, tag in ((STEPS[3], "2.0"), (STEPS[4], "1.0")):
         _run(blocks[step], checkout)
         pushed = yaml.safe_load(_pushed(checkout, "kube/apps/filewcount/deployment.yaml") or "")
         assert pushed["spec"]["template"]["spec"]["containers"][0]["image"] == f"{image}:{tag}"
