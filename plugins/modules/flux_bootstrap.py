@@ -31,7 +31,7 @@ description:
     cluster's copy is compared through a SHA-256 stored in the annotation
     C(gitops.filewcount.io/credentials-sha256) of the Secret.
 author:
-  - filewcount.gitops maintainers
+  - filewcount.gitops maintainers (@filewcount)
 requirements:
   - kubernetes >= 24 (Python client) on the host that runs the module
   - the flux CLI at O(version) (role C(filewcount.gitops.flux) installs it)
