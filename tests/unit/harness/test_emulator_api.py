@@ -389,7 +389,8 @@ def test_patch_types(emulator):
         {"metadata": {"labels": {"x": "y"}}, "spec": {"replicas": None}},
         content_type="application/merge-patch+json",
     )
-    assert body["metadata"]["labels"] == {"x": "y"} and "replicas" not in body["spec"]
+    # replicas removed by the merge patch is defaulted back to 1, as kube-apiserver does
+    assert body["metadata"]["labels"] == {"x": "y"} and body["spec"]["replicas"] == 1
     status, _, body = emulator.request("PATCH", path, {"spec": {}}, content_type="text/plain")
     assert status == 415
 
