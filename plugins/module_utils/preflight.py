@@ -377,7 +377,8 @@ def check_python(modules: Iterable[str], importer: Callable[[str], object] = imp
 TOKEN_VAR = "GITHUB_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret
 
 
-def check_mode(mode: str, env: Mapping[str, str] = os.environ, token_var: str = TOKEN_VAR) -> CheckResult:
+def check_mode(mode: str, env: Mapping[str, str] | None = None, token_var: str = TOKEN_VAR) -> CheckResult:
+    env = os.environ if env is None else env
     if mode not in ("local", "github"):
         raise PreflightError(f"mode must be local or github, not {mode!r}")
     if mode == "github" and not env.get(token_var, "").strip():

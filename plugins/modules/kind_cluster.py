@@ -20,7 +20,7 @@ description:
   - Reports changed only when it created or deleted the cluster or (re)wrote a kubeconfig.
 version_added: 0.1.0
 author:
-  - filewcount.gitops maintainers
+  - filewcount.gitops maintainers (@filewcount)
 options:
   name:
     description: Cluster name (kind's C(--name)); the kubeconfig context is C(kind-<name>).

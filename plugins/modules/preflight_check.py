@@ -18,7 +18,7 @@ description:
   - Never changes anything.
 version_added: 0.1.0
 author:
-  - filewcount.gitops maintainers
+  - filewcount.gitops maintainers (@filewcount)
 options:
   checks:
     description: Names of the checks to run.
