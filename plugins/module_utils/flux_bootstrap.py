@@ -162,7 +162,7 @@ def normalize_url(value: str | None) -> str:
         return ""
     text = str(value).strip()
     if "://" not in text and re.match(r"^[\w.-]+@[\w.-]+:", text):  # scp-like git@host:owner/repo
-        user_host, _, rest = text.partition(":")
+        user_host, _sep, rest = text.partition(":")
         text = f"ssh://{user_host}/{rest}"
     parts = urlsplit(text)
     host = (parts.hostname or "").lower()
@@ -1023,7 +1023,7 @@ class _GitWorkdir:
         self.git("push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}")
 
     def head(self) -> str | None:
-        rc, out, _ = self.run(["git", "-C", self.repo, "rev-parse", "HEAD"], self.env)
+        rc, out, _err = self.run(["git", "-C", self.repo, "rev-parse", "HEAD"], self.env)
         return out.strip() if rc == 0 else None
 
 
