@@ -9,7 +9,7 @@ Nothing here runs workloads or applies the content of a Flux source.
 """
 
 # Hashes here derive deterministic fake IDs/revisions, not secrets.
-# ruff: noqa: S324, PLR0917
+# ruff: noqa: S324, PLR0917, PLR0911
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import hashlib
 
+import gitops
 import store as store_mod
 from store import Store, now, stable_hash
 
@@ -81,9 +82,11 @@ def _hex(seed: str, length: int) -> str:
 
 
 class Controllers:
-    def __init__(self, store: Store, fail_rules: list[FailRule]):
+    def __init__(self, store: Store, fail_rules: list[FailRule], git_root: str | None = None):
         self.store = store
         self.fail_rules = fail_rules
+        self.sources = gitops.GitSources(git_root)
+        self._applied: dict[tuple[str, str], tuple] = {}
         store.controller = self
 
     # --------------------------------------------------------------------------------------------- helpers
@@ -120,7 +123,8 @@ class Controllers:
     def reconcile_all(self) -> None:
         if not self.store.controllers_enabled:
             return
-        for _ in range(4):
+        self.sources.forget()
+        for _ in range(12):
             before = self.store.rv
             self._nodes()
             self._workloads()
@@ -614,7 +618,25 @@ class Controllers:
                 problem = (fail.reason, fail.message)
             kind = obj["kind"]
             message = "Applied"
-            if rtype.group.startswith("source."):
+            local = self._local_commit(obj) if kind == "GitRepository" else None
+            if local is not None:
+                label, sha = local
+                if sha is None:
+                    problem = problem or (
+                        "GitOperationFailed",
+                        f"failed to checkout and determine revision: unable to clone '{obj['spec'].get('url')}': "
+                        f"couldn't find remote ref {label}",
+                    )
+                else:
+                    artifact = self._artifact(obj) or {}
+                    revision = f"{label}@sha1:{sha}"
+                    if (old.get("artifact") or {}).get("revision") == revision:
+                        artifact = old["artifact"]
+                    else:
+                        artifact.update(revision=revision, lastUpdateTime=now())
+                    status["artifact"] = artifact
+                    message = f"stored artifact for revision '{revision}'"
+            elif rtype.group.startswith("source."):
                 if not fail and _ready(obj) and old.get("observedGeneration") == gen and old.get("artifact"):
                     artifact = old["artifact"]
                 else:
@@ -633,6 +655,9 @@ class Controllers:
                 revision = ((source or {}).get("status") or {}).get("artifact", {}).get("revision")
                 if not problem and (source is None or not revision):
                     problem = ("ArtifactFailed", "Source artifact not found, retrying in 30s")
+                local = self._local_commit(source) if source is not None and source["kind"] == "GitRepository" else None
+                if not problem and local is not None and local[1] is not None:
+                    problem = self._reconcile_content(obj, local[1], status)
                 if not problem:
                     status["lastAppliedRevision"] = revision
                     status["lastAttemptedRevision"] = revision
@@ -677,7 +702,8 @@ class Controllers:
                         f"Helm install succeeded for release {target_ns}/{release}.v1 with chart {chart_name}@{version}"
                     )
             if problem:
-                ready = _condition(old, "Ready", "False", problem[0], problem[1], None)
+                state = problem[2] if len(problem) > 2 else "False"
+                ready = _condition(old, "Ready", state, problem[0], problem[1], None)
                 status["conditions"] = [ready]
             else:
                 reason = "Succeeded"
@@ -696,6 +722,173 @@ class Controllers:
             for cond in status["conditions"]:
                 cond["observedGeneration"] = gen
             self.store.set_status_internal(rtype, obj, status)
+
+    # ------------------------------------------------------------------------------- GitOps content (local git)
+    def _local_commit(self, repo_obj: dict) -> tuple[str, str | None] | None:
+        """(ref label, sha or None) for a GitRepository served from the local git root; None if not local."""
+        spec = repo_obj.get("spec") or {}
+        repo = self.sources.repo_for(spec.get("url", ""))
+        if repo is None:
+            return None
+        ref = spec.get("ref") or {}
+        resolved = self.sources.resolve(repo, ref)
+        if resolved is None:
+            return (ref.get("tag") or ref.get("name") or ref.get("branch") or "master", None)
+        return resolved
+
+    def _source_repo(self, ks: dict) -> str | None:
+        ref = (ks.get("spec") or {}).get("sourceRef") or {}
+        source = self._source("GitRepository", ref.get("namespace") or ks["metadata"]["namespace"], ref.get("name", ""))
+        return self.sources.repo_for(((source or {}).get("spec") or {}).get("url", ""))
+
+    def _type_for(self, api_version: str, kind: str):
+        group, _, version = api_version.rpartition("/")
+        for rtype in self.store.types_by_kind(kind):
+            if rtype.group == group and rtype.version == version and not rtype.virtual:
+                return rtype
+        return None
+
+    def _reconcile_content(self, ks: dict, sha: str, status: dict) -> tuple | None:
+        """Build and apply the Kustomization's content like kustomize-controller; returns a problem or None."""
+        meta, spec = ks["metadata"], ks.get("spec") or {}
+        key = (meta["namespace"], meta["name"])
+        marker = (sha, meta.get("generation"), (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt"))
+        previous = self._applied.get(key)
+        if previous is None or previous[0] != marker:
+            try:
+                docs = self.sources.build(self._source_repo(ks), sha, spec.get("path") or "./")
+            except gitops.BuildError as exc:
+                self._applied[key] = (marker, ("BuildFailed", str(exc)), [])
+                return ("BuildFailed", str(exc))
+            problem, applied = self._apply_all(ks, docs)
+            if problem is None:
+                self._prune(ks, applied)
+                status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}
+            self._applied[key] = (marker, problem, applied)
+        _, problem, applied = self._applied[key]
+        if problem:
+            return problem
+        status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}
+        if spec.get("wait"):
+            return self._health(applied)
+        return None
+
+    def _apply_all(self, ks: dict, docs: list[dict]) -> tuple[tuple | None, list]:
+        spec = ks.get("spec") or {}
+        target_ns = spec.get("targetNamespace")
+        labels = {
+            "kustomize.toolkit.fluxcd.io/name": ks["metadata"]["name"],
+            "kustomize.toolkit.fluxcd.io/namespace": ks["metadata"]["namespace"],
+        }
+        first = [d for d in docs if d.get("kind") in ("Namespace", "CustomResourceDefinition")]
+        rest = [d for d in docs if d.get("kind") not in ("Namespace", "CustomResourceDefinition")]
+        applied = []
+        for stage in (first, rest):
+            plan = []
+            for original in stage:
+                doc = copy.deepcopy(original)
+                rtype = self._type_for(doc.get("apiVersion", ""), doc.get("kind", ""))
+                meta = doc.setdefault("metadata", {})
+                ref = f"{doc.get('kind')}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+                if rtype is None:
+                    return (
+                        (
+                            "ReconciliationFailed",
+                            f"{ref} dry-run failed: no matches for kind "
+                            f'"{doc.get("kind")}" in version "{doc.get("apiVersion")}"',
+                        ),
+                        applied,
+                    )
+                if rtype.namespaced:
+                    meta["namespace"] = target_ns or meta.get("namespace") or "default"
+                else:
+                    meta.pop("namespace", None)
+                meta.setdefault("labels", {}).update(labels)
+                plan.append((rtype, doc))
+            for dry_run in (True, False):
+                for rtype, doc in plan:
+                    meta = doc["metadata"]
+                    ref = f"{doc['kind']}/{meta.get('namespace', '')}/{meta['name']}".replace("//", "/")
+                    try:
+                        self.store.patch(
+                            rtype,
+                            meta.get("namespace", ""),
+                            meta["name"],
+                            "apply",
+                            doc,
+                            dry_run=dry_run,
+                            field_manager="kustomize-controller",
+                        )
+                    except store_mod.ApiError as exc:
+                        phase = "dry-run failed" if dry_run else "apply failed"
+                        return (("ReconciliationFailed", f"{ref} {phase} ({exc.reason}): {exc.message}"), applied)
+            for rtype, doc in plan:
+                applied.append((gitops.inventory_id(doc, rtype.group), rtype.version, rtype, doc["metadata"]))
+        return None, applied
+
+    def _prune(self, ks: dict, applied: list) -> None:
+        if not (ks.get("spec") or {}).get("prune"):
+            return
+        keep = {entry[0] for entry in applied}
+        for entry in ((ks.get("status") or {}).get("inventory") or {}).get("entries") or []:
+            if entry.get("id") in keep:
+                continue
+            namespace, name, group, kind = [*entry.get("id", "").split("_"), "", "", "", ""][:4]
+            for rtype in self.store.types_by_kind(kind):
+                if rtype.group == group:
+                    obj = self.store.raw(rtype, namespace, name)
+                    if obj is not None:
+                        self.store.delete_internal(rtype, obj)
+                    break
+
+    def _health(self, applied: list) -> tuple | None:
+        for _id, _v, rtype, meta in applied:
+            obj = self.store.raw(rtype, meta.get("namespace", ""), meta["name"])
+            if obj is None:
+                continue
+            state = _health_state(obj)
+            if state != "Current":
+                ref = f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}".replace("//", "/")
+                message = f"health check failed after 0s: timeout waiting for: [{ref} status: '{state}']"
+                if state == "InProgress":
+                    return ("Progressing", "Reconciliation in progress", "Unknown")
+                return ("HealthCheckFailed", message)
+        return None
+
+
+def _health_state(obj: dict) -> str:
+    """kstatus-like: Current, InProgress or Failed."""
+    status = obj.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    kind = obj["kind"]
+    if kind == "Deployment":
+        if (conditions.get("Available") or {}).get("status") == "False":
+            return "Failed"
+        replicas = (obj.get("spec") or {}).get("replicas", 1)
+        if (
+            status.get("observedGeneration") != obj["metadata"].get("generation")
+            or status.get("availableReplicas", 0) < replicas
+        ):
+            return "InProgress"
+        return "Current"
+    if kind in ("StatefulSet", "ReplicaSet"):
+        return (
+            "Current"
+            if status.get("readyReplicas", 0) >= (obj.get("spec") or {}).get("replicas", 1)
+            else ("Failed" if (conditions.get("Ready") or {}).get("status") == "False" else "InProgress")
+        )
+    if kind == "DaemonSet":
+        return (
+            "Current"
+            if status.get("numberReady", 0) >= status.get("desiredNumberScheduled", 0) and status
+            else ("Failed" if (conditions.get("Ready") or {}).get("status") == "False" else "InProgress")
+        )
+    if "Ready" in conditions:
+        ready = conditions["Ready"]
+        if ready.get("status") == "True":
+            return "Current"
+        return "Failed" if ready.get("status") == "False" else "InProgress"
+    return "Current"
 
 
 # ---------------------------------------------------------------------------------------- metrics.k8s.io

@@ -19,7 +19,9 @@ What it does (plain HTTP on 127.0.0.1, no auth):
 - Validation (422 Invalid Status naming the fields): built-in kinds strictly against the Kubernetes 1.37 schemas of
   ``kubernetes-validate``; custom resources against their CRD's openAPIV3Schema; names must be RFC 1123 subdomains.
 - Request log with counts per verb (``--request-log``), controllers mode (``--controllers``, see controllers.py)
-  with ``--fail`` rules, and metrics.k8s.io/v1beta1 NodeMetrics/PodMetrics in controllers mode.
+  with ``--fail`` rules, and metrics.k8s.io/v1beta1 NodeMetrics/PodMetrics in controllers mode. GitRepositories
+  whose repository exists under ``--git-root`` report the real commit, and their Kustomizations apply the built
+  content through this API (gitops.py), so a push is applied, pruned or refused (422) like Flux would.
 
 Known approximations (documented deviations from a real API server):
 - Unknown fields are always rejected with 422 (a real server answers 400 with fieldValidation=Strict, or drops them
@@ -27,7 +29,8 @@ Known approximations (documented deviations from a real API server):
 - Strategic merge patch and server-side apply are approximations (see patching.py): no field-manager conflicts,
   managedFields are not reported. Defaulting is limited to what clients rely on: replicas, revisionHistoryLimit,
   progressDeadlineSeconds and strategy of workloads, HPA minReplicas, Service type/clusterIP/nodePort, Secret
-  stringData -> data and type, Namespace phase and name label. Finalizers do not delay deletion; namespace deletion is immediate.
+  stringData -> data and type, Namespace phase and name label. Finalizers do not delay deletion; namespace
+  deletion is immediate.
 - No conversion between CRD versions (objects are stored once and served under every version). No Table output
   (kubectl prints its default columns). No authentication/authorization, no admission webhooks.
 """
@@ -809,6 +812,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="make that object Ready=False with the reason and message (repeatable)",
     )
     parser.add_argument(
+        "--git-root",
+        default=None,
+        help="directory of bare git repositories that GitRepository URLs ending in <name>.git are served from "
+        "(default: $STANDIN_STATE_DIR/git when STANDIN_STATE_DIR is set)",
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=2.0,
+        help="controllers mode: also reconcile every N seconds, like Flux polling its sources (0: only on writes)",
+    )
+    parser.add_argument(
         "--no-default-namespaces",
         action="store_true",
         help="do not create default, kube-system, kube-public and kube-node-lease",
@@ -824,7 +839,19 @@ def serve(args: argparse.Namespace) -> int:
     os.makedirs(state_dir, exist_ok=True)
     rules = [controllers.FailRule.parse(text) for text in args.fail]
     store = Store(controllers=args.controllers, default_namespaces=not args.no_default_namespaces)
-    controllers.Controllers(store, rules)
+    git_root = args.git_root
+    if git_root is None and os.environ.get("STANDIN_STATE_DIR"):
+        git_root = os.path.join(os.environ["STANDIN_STATE_DIR"], "git")
+    controllers.Controllers(store, rules, git_root=os.path.abspath(git_root) if git_root else None)
+    if args.controllers and args.resync_seconds > 0:
+
+        def _resync() -> None:
+            while True:
+                time.sleep(args.resync_seconds)
+                with store.lock:
+                    store.run_controllers()
+
+        threading.Thread(target=_resync, daemon=True).start()
     log = RequestLog(os.path.abspath(args.request_log or os.path.join(state_dir, "requests.json")))
     emulator = Emulator(store, log)
     handler = type("BoundHandler", (Handler,), {"emulator": emulator})

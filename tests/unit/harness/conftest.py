@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 EMULATOR = REPO / "tests" / "harness" / "emulator" / "emulator.py"
 VENV_BIN = Path(sys.executable).parent
 KUBECTL = VENV_BIN / "kubectl"
+SCHEMAS_DIR = Path(os.environ.get("FILEWCOUNT_SCHEMAS_DIR", REPO.parent / "shared" / "schemas"))
 
 
 class RunningEmulator:
