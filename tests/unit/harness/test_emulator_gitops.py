@@ -133,7 +133,7 @@ def test_push_apply_prune_and_refuse_invalid(gitops_env):
 
     # Deleting a manifest and pushing prunes the object.
     cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {a: b}\n"
-    sha = _push(work, {"apps/shop.yaml": GOOD_APP.split("---")[0], "apps/settings.yaml": cm})
+    sha = _push(work, {"apps/shop.yaml": GOOD_APP.split("---", maxsplit=1)[0], "apps/settings.yaml": cm})
     ks = _reconcile(emu)
     assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{sha}"
     assert emu.request("GET", "/apis/apps/v1/namespaces/shop/deployments/web")[0] == 404

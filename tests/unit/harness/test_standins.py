@@ -37,14 +37,19 @@ class Env(dict):
 @pytest.fixture
 def env(tmp_path):
     with FakeNodesAPI() as api:
-        environ = Env(os.environ, STANDIN_STATE_DIR=str(tmp_path / "state"), STANDIN_API_SERVER=api.url,
-                      HOME=str(tmp_path / "home"))
+        environ = Env(
+            os.environ,
+            STANDIN_STATE_DIR=str(tmp_path / "state"),
+            STANDIN_API_SERVER=api.url,
+            HOME=str(tmp_path / "home"),
+        )
         environ.pop("KUBECONFIG", None)
         environ.pop("STANDIN_DOCKER_DAEMON", None)
         environ.api = api
         yield environ
-        subprocess.run([sys.executable, str(BIN / "kind"), "delete", "cluster", "--name", "t", "-q"], env=environ,
-                       check=False)
+        subprocess.run(
+            [sys.executable, str(BIN / "kind"), "delete", "cluster", "--name", "t", "-q"], env=environ, check=False
+        )
 
 
 @pytest.fixture
@@ -54,8 +59,14 @@ def standin(env):
     def run(tool, *args, extra=None):
         run_env = dict(holder)
         run_env.update(extra or {})
-        return subprocess.run([sys.executable, str(BIN / tool), *args], env=run_env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, str(BIN / tool), *args],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     run.env = holder
     return run
@@ -101,14 +112,42 @@ def test_kind_version_and_empty_list(standin):
 def test_kind_lifecycle_with_every_documented_flag(standin, tmp_path):
     port = free_port()
     config = tmp_path / "kind.yaml"
-    config.write_text(yaml.safe_dump({
-        "kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "name": "ignored-by-flag",
-        "nodes": [{"role": "control-plane", "labels": {"tier": "cp"},
-                   "extraPortMappings": [{"containerPort": 30099, "hostPort": port, "listenAddress": "127.0.0.1"}]},
-                  {"role": "worker"}, {"role": "worker", "labels": {"tier": "w"}}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "Cluster",
+                "apiVersion": "kind.x-k8s.io/v1alpha4",
+                "name": "ignored-by-flag",
+                "nodes": [
+                    {
+                        "role": "control-plane",
+                        "labels": {"tier": "cp"},
+                        "extraPortMappings": [{"containerPort": 30099, "hostPort": port, "listenAddress": "127.0.0.1"}],
+                    },
+                    {"role": "worker"},
+                    {"role": "worker", "labels": {"tier": "w"}},
+                ],
+            }
+        )
+    )
     kubeconfig = tmp_path / "kc"
-    proc = standin("kind", "create", "cluster", "-n", "t", "--config", str(config), "--image", "kindest/node:x",
-                   "--retain", "--wait=2m30s", "--kubeconfig", str(kubeconfig), "-v", "1")
+    proc = standin(
+        "kind",
+        "create",
+        "cluster",
+        "-n",
+        "t",
+        "--config",
+        str(config),
+        "--image",
+        "kindest/node:x",
+        "--retain",
+        "--wait=2m30s",
+        "--kubeconfig",
+        str(kubeconfig),
+        "-v",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert 'Set kubectl context to "kind-t"' in proc.stderr
 
@@ -117,8 +156,11 @@ def test_kind_lifecycle_with_every_documented_flag(standin, tmp_path):
     assert nodes["t-control-plane"]["metadata"]["labels"]["tier"] == "cp"
     assert "node-role.kubernetes.io/control-plane" in nodes["t-control-plane"]["metadata"]["labels"]
     assert nodes["t-worker2"]["metadata"]["labels"]["tier"] == "w"
-    assert nodes["t-worker"]["status"]["conditions"][0] == {**nodes["t-worker"]["status"]["conditions"][0],
-                                                             "type": "Ready", "status": "True"}
+    assert nodes["t-worker"]["status"]["conditions"][0] == {
+        **nodes["t-worker"]["status"]["conditions"][0],
+        "type": "Ready",
+        "status": "True",
+    }
 
     written = yaml.safe_load(kubeconfig.read_text())
     assert written["current-context"] == "kind-t"
@@ -130,8 +172,7 @@ def test_kind_lifecycle_with_every_documented_flag(standin, tmp_path):
     assert 'node(s) already exist for a cluster with the name "t"' in again.stderr
 
     assert standin("kind", "get", "clusters").stdout == "t\n"
-    assert standin("kind", "get", "nodes", "--name", "t").stdout.split() == ["t-control-plane", "t-worker",
-                                                                             "t-worker2"]
+    assert standin("kind", "get", "nodes", "--name", "t").stdout.split() == ["t-control-plane", "t-worker", "t-worker2"]
     assert standin("kind", "get", "nodes", "-A").stdout.split()[0] == "t-control-plane"
     got = yaml.safe_load(standin("kind", "get", "kubeconfig", "--name", "t", "--internal").stdout)
     assert got["contexts"][0]["name"] == "kind-t"
@@ -166,9 +207,22 @@ def test_kind_create_fails_like_docker_on_a_busy_port(standin, tmp_path):
         busy.listen(1)
         port = busy.getsockname()[1]
         config = tmp_path / "kind.yaml"
-        config.write_text(json.dumps({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [
-            {"role": "control-plane", "extraPortMappings": [{"containerPort": 30080, "hostPort": port,
-                                                             "listenAddress": "127.0.0.1"}]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "kind": "Cluster",
+                    "apiVersion": "kind.x-k8s.io/v1alpha4",
+                    "nodes": [
+                        {
+                            "role": "control-plane",
+                            "extraPortMappings": [
+                                {"containerPort": 30080, "hostPort": port, "listenAddress": "127.0.0.1"}
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
         proc = standin("kind", "create", "cluster", "--name", "t", "--config", str(config))
     assert proc.returncode == 1
     assert f"Bind for 127.0.0.1:{port} failed: port is already allocated" in proc.stderr
@@ -193,12 +247,19 @@ def test_docker_rejects_unknown_usage(standin, args, error):
 
 @pytest.mark.parametrize(
     ("state", "needle"),
-    [("down", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
-     ("denied", "permission denied while trying to connect to the Docker daemon socket")],
+    [
+        ("down", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"),
+        ("denied", "permission denied while trying to connect to the Docker daemon socket"),
+    ],
 )
 def test_docker_daemon_states(standin, state, needle):
-    for args in (["version"], ["version", "--format", "{{.Server.Version}}"], ["info"], ["ps"],
-                 ["port", "x-control-plane"]):
+    for args in (
+        ["version"],
+        ["version", "--format", "{{.Server.Version}}"],
+        ["info"],
+        ["ps"],
+        ["port", "x-control-plane"],
+    ):
         proc = standin("docker", *args, extra={"STANDIN_DOCKER_DAEMON": state})
         assert proc.returncode == 1 and needle in proc.stderr, args
 
@@ -228,11 +289,17 @@ def test_nodeport_server_serves_handler_modules(tmp_path):
         "            self.send_response(200); self.send_header('Content-Length', str(len(body)))\n"
         "            self.end_headers(); self.wfile.write(body)\n"
         "        def log_message(self, *a): pass\n"
-        "    return H\n")
+        "    return H\n"
+    )
     (tmp_path / "np_30124.py").write_text("raise RuntimeError('broken on purpose')\n")
     p1, p2, p3 = free_port(), free_port(), free_port()
-    servers = server.build_servers([("127.0.0.1", p1, 30123), ("127.0.0.1", p2, 30124), ("127.0.0.1", p3, 30125)],
-                                   "/k", "kind-x", "/s", directory=str(tmp_path))
+    servers = server.build_servers(
+        [("127.0.0.1", p1, 30123), ("127.0.0.1", p2, 30124), ("127.0.0.1", p3, 30125)],
+        "/k",
+        "kind-x",
+        "/s",
+        directory=str(tmp_path),
+    )
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     for thread in threads:
         thread.start()
