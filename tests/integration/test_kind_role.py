@@ -195,3 +195,14 @@ def test_pinned_kind_is_downloaded_verified_and_reused(harness, release_server):
     rc, stats, tasks = play(env, dict(pinned, kind_checksums={platform: digest}))
     assert rc == 0, [t.get("msg") for t in tasks.values() if t.get("failed")]
     assert stats["changed"] == 0 and not tasks[DOWNLOAD]["changed"]
+
+
+def test_nodes_never_ready_fail_with_one_clear_message(harness):
+    env, variables, _tmp_path = harness
+    env = dict(env, STANDIN_KIND_NODE_READY="false")
+    rc, _stats, tasks = play(env, dict(variables, kind_wait_timeout=3))
+    assert rc == 2
+    assert tasks[CREATE]["created"]
+    msg = tasks["Explain why the nodes are not Ready"]["msg"]
+    assert msg.startswith("The nodes of the kind cluster 'filewcount' were not listed and Ready within 3 seconds (")
+    assert msg.endswith("`docker logs filewcount-control-plane`, or raise kind_wait_timeout.")
