@@ -125,7 +125,7 @@ def check_docker_daemon(docker: str = "docker", run: RunFn = _default_run) -> Ch
         msg = (f"The Docker daemon is not running or not reachable at {endpoint}: start Docker (`sudo systemctl start "
                "docker`, or open Docker Desktop) and run again.")
     else:
-        first = (err.strip().splitlines() or ["no output"])[0]
+        first = (err.strip().splitlines() or ["no output"])[0].split(". ")[0]
         msg = ("`{} version` failed ({}): fix the Docker installation until `docker version` shows a "
                "Server section, then run again.").format(docker, first.rstrip("."))
     return CheckResult("docker_daemon", False, msg, details={"rc": rc, "stderr": err.strip(), "reason": kind})
@@ -290,7 +290,7 @@ def check_ports(ports: Iterable[int], cluster_name: str, *, docker: str = "docke
             "cluster's port mappings.")
     if len(problems) == 1:
         port, who = next(iter(problems.items()))
-        msg = f"Host port {port} is in use by {who or 'another program (not identifiable as this user)'}" \
+        msg = f"Host port {port} is in use by {who or 'a program that could not be identified'}" \
             + tail.format("that program")
     else:
         ports_text = ", ".join(str(p) for p in list(problems)[:-1]) + f" and {list(problems)[-1]}"

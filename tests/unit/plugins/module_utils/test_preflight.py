@@ -65,8 +65,8 @@ def test_docker_daemon_permission_is_told_apart():
 
 
 def test_docker_daemon_other_error_quotes_first_line():
-    res = pf.check_docker_daemon(run=runner({("docker", "version"): (1, "", "weird failure.\nsecond line")}))
-    assert not res.ok and "(weird failure)" in res.message
+    res = pf.check_docker_daemon(run=runner({("docker", "version"): (1, "", "weird failure. More text.\nsecond")}))
+    assert not res.ok and "(weird failure)" in res.message and res.message.count(". ") == 0
 
 
 def test_docker_cli_missing():
@@ -298,3 +298,8 @@ def test_run_checks_adds_docker_root_to_disk_paths(monkeypatch, tmp_path):
     results = pf.run_checks(["docker_daemon", "disk"], run=run, min_free_disk_gib=0.001)
     disk = next(r for r in results if r.name == "disk")
     assert disk.ok and str(tmp_path) in disk.details["free_bytes"]
+
+
+def test_ports_unidentified_single_holder():
+    res = pf.check_ports([8080], "filewcount", run=runner({}), is_free=lambda p: False, holder=lambda p: None)
+    assert res.message.startswith("Host port 8080 is in use by a program that could not be identified, not by")
