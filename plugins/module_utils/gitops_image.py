@@ -263,6 +263,7 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
         raise ImageNotFoundError(f"Cannot read the manifest {manifest} ({exc.strerror}): check upgrade_manifest.") \
             from exc
     after, old = replace_image_tag(before, image, tag)
+    new_image = current_images(after, image)[0]  # spelled as in the manifest, which is what the cluster runs
     remote_sha, remote_text = fetch_remote_file(git, remote, branch, manifest)
     _, head, _ = git("rev-parse", "HEAD")
     head = head.strip()

@@ -242,3 +242,12 @@ def test_empty_remote_branch_is_created(tmp_path):
                        manifest=MANIFEST, image=IMAGE, tag="2.0", remote="local")
     assert result.pushed and result.remote_commit_before is None
     assert "filewcount:2.0" in _git(bare, "show", f"main:{MANIFEST}")
+
+
+def test_new_image_is_spelled_as_in_the_manifest(repos):
+    work, _ = repos
+    (work / MANIFEST).write_text(DEPLOYMENT.replace("docker.io/bldrtech/filewcount:1.0", "bldrtech/filewcount:1.0"))
+    _git(work, "commit", "--quiet", "-am", "short name")
+    result = _up(work)
+    assert result.new_image == "bldrtech/filewcount:2.0"
+    assert result.old_images == ["bldrtech/filewcount:1.0"]
