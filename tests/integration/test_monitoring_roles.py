@@ -328,8 +328,8 @@ def test_upgrade_and_downgrade_through_gitops(synced, checkout):
         assert stats["changed"] == 2  # the commit + push, and the reconcile annotations (one loop task)
         msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
         assert "Changed docker.io/bldrtech/filewcount:1.0 to docker.io/bldrtech/filewcount:2.0" in msg
-        assert "Cluster ran before: docker.io/bldrtech/filewcount:1.0\nCluster runs now: docker.io/bldrtech/filewcount:2.0" \
-            in msg
+        assert ("Cluster ran before: docker.io/bldrtech/filewcount:1.0\n"
+                "Cluster runs now: docker.io/bldrtech/filewcount:2.0") in msg
         assert "filewcount:2.0" in _git(bare, "show", f"main:{MANIFEST}")
         for kind, name in (("gitrepository", "flux-system"), ("kustomization", "apps")):
             annotations = json.loads(cluster.kubectl("get", kind, "-n", "flux-system", name, "-o", "json"))[
@@ -342,8 +342,8 @@ def test_upgrade_and_downgrade_through_gitops(synced, checkout):
         assert "filewcount:2.0" in _git(bare, "show", f"main:{MANIFEST}")
         proc, stats, report = cluster.play(upgrade, filewcount_image_tag="1.0", **common)
         assert stats["failures"] == 0, _failure_message(report)
-        assert "Cluster runs now: docker.io/bldrtech/filewcount:1.0" in report["plays"][0]["tasks"][-1]["hosts"]["localhost"][
-            "msg"]
+        msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
+        assert "Cluster runs now: docker.io/bldrtech/filewcount:1.0" in msg
     finally:
         applier.stop.set()
         applier.join(timeout=5)
