@@ -204,12 +204,12 @@ def _explain(args: Sequence[str], err: str) -> str:
 
 def dirty_paths(git: Git) -> list[str]:
     """Tracked files with staged or unstaged changes (untracked files are not part of the commit)."""
-    _, out, _ = git("status", "--porcelain=v1", "--untracked-files=no")
+    out = git("status", "--porcelain=v1", "--untracked-files=no")[1]
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def current_branch(git: Git) -> str:
-    rc, out, _ = git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    rc, out = git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)[:2]
     if rc != 0 or not out.strip():
         raise GitCommandError("The checkout is on a detached HEAD: switch to the branch Flux syncs "
                               "(git switch main) or set upgrade_git_branch.")
@@ -218,13 +218,12 @@ def current_branch(git: Git) -> str:
 
 def fetch_remote_file(git: Git, remote: str, branch: str, path: str) -> tuple[str | None, str | None]:
     """Fetch ``branch`` from ``remote``; return (remote commit, the file's text there) or (None, None)."""
-    rc, out, _ = git("ls-remote", "--heads", remote, f"refs/heads/{branch}")
+    out = git("ls-remote", "--heads", remote, f"refs/heads/{branch}")[1]
     if not out.strip():
         return None, None
     git("fetch", "--quiet", "--no-tags", remote, f"refs/heads/{branch}")
-    _, sha, _ = git("rev-parse", "FETCH_HEAD")
-    sha = sha.strip()
-    rc, text, _ = git("show", f"{sha}:{path}", check=False)
+    sha = git("rev-parse", "FETCH_HEAD")[1].strip()
+    rc, text = git("show", f"{sha}:{path}", check=False)[:2]
     return sha, (text if rc == 0 else None)
 
 
@@ -265,8 +264,7 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
     after, old = replace_image_tag(before, image, tag)
     new_image = current_images(after, image)[0]  # spelled as in the manifest, which is what the cluster runs
     remote_sha, remote_text = fetch_remote_file(git, remote, branch, manifest)
-    _, head, _ = git("rev-parse", "HEAD")
-    head = head.strip()
+    head = git("rev-parse", "HEAD")[1].strip()
     result = UpgradeResult(changed=False, old_images=old, new_image=new_image, remote_commit_before=remote_sha,
                            head=head, branch=branch, before=before, after=after)
     remote_at_tag = remote_text is not None and remote_text == replace_image_tag(remote_text, image, tag)[0]
@@ -274,7 +272,7 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
         result.message = f"{manifest} already uses {new_image} locally and on {remote}/{branch}: nothing to do."
         return result
     if remote_sha and remote_sha != head:
-        rc, _, _ = git("merge-base", "--is-ancestor", remote_sha, "HEAD", check=False)
+        rc = git("merge-base", "--is-ancestor", remote_sha, "HEAD", check=False)[0]
         if rc != 0:
             raise RemoteAheadError(f"{remote}/{branch} has commits your checkout lacks: run git pull --rebase "
                                    f"{remote} {branch} and run the upgrade again.")
@@ -298,8 +296,7 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
             git("reset", "--quiet", "--", manifest, check=False)
             git("checkout", "--quiet", "HEAD", "--", manifest, check=False)
             raise
-        _, head, _ = git("rev-parse", "HEAD")
-        result.committed = result.head = head.strip()
+        result.committed = result.head = git("rev-parse", "HEAD")[1].strip()
     git("push", "--quiet", remote, f"HEAD:refs/heads/{branch}")
     result.pushed = True
     return result

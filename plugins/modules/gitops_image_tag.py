@@ -18,7 +18,7 @@ description:
   - Fetches O(branch) from O(remote) to compare (also in check mode; that only updates C(FETCH_HEAD)).
 version_added: 0.1.0
 author:
-  - filewcount.gitops maintainers
+  - filewcount.gitops maintainers (@filewcount)
 options:
   repo_dir:
     description: Root of the git checkout.

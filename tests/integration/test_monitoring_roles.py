@@ -46,7 +46,7 @@ spec:
 
 
 def _free_ports(count):
-    socks = [socket.socket() for _ in range(count)]
+    socks = [socket.socket() for _attempt in range(count)]
     for sock in socks:
         sock.bind(("127.0.0.1", 0))
     ports = [s.getsockname()[1] for s in socks]
@@ -65,7 +65,7 @@ class Cluster:
             args += ["--fail", rule]
         self.procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         info = self.state / "emulator.json"
-        for _ in range(600):
+        for _attempt in range(600):
             if info.exists():
                 break
             time.sleep(0.1)
@@ -157,7 +157,7 @@ def synced(cluster):
 
 
 def test_credentials_before_flux_are_generated_once_and_kept(cluster):
-    proc, stats, _ = cluster.play(test_steps=["credentials"])
+    proc, stats, _report = cluster.play(test_steps=["credentials"])
     assert stats["failures"] == 0, proc.stdout
     assert stats["changed"] == 4  # state dir, password file, namespace, Secret
     pw_file = cluster.state_dir / "grafana-admin-password"
@@ -167,18 +167,18 @@ def test_credentials_before_flux_are_generated_once_and_kept(cluster):
     assert stat.S_IMODE(cluster.state_dir.stat().st_mode) == 0o700
     assert _secret_password(cluster) == (password, "admin")
     assert password not in proc.stdout + proc.stderr
-    proc, stats, _ = cluster.play(test_steps=["credentials"])
+    proc, stats, _report = cluster.play(test_steps=["credentials"])
     assert stats["changed"] == 0, proc.stdout
-    proc, stats, _ = cluster.play(test_steps=["credentials"], check=True)
+    proc, stats, _report = cluster.play(test_steps=["credentials"], check=True)
     assert stats["changed"] == 0 and stats["failures"] == 0, proc.stdout
     # The cluster lost its Secret (re-created cluster): the saved file brings the same password back.
     cluster.kubectl("delete", "secret", "-n", "monitoring", "grafana-admin")
-    proc, stats, _ = cluster.play(test_steps=["credentials"])
+    proc, stats, _report = cluster.play(test_steps=["credentials"])
     assert stats["changed"] == 1
     assert _secret_password(cluster)[0] == password
     # The file was lost: the cluster's Secret wins and the file is written again.
     pw_file.unlink()
-    proc, stats, _ = cluster.play(test_steps=["credentials"])
+    proc, stats, _report = cluster.play(test_steps=["credentials"])
     assert stats["changed"] == 1
     assert pw_file.read_text() == password
     assert password not in proc.stdout + proc.stderr
@@ -187,7 +187,7 @@ def test_credentials_before_flux_are_generated_once_and_kept(cluster):
 def test_check_mode_on_an_empty_cluster_changes_nothing(tmp_path):
     fresh = Cluster(tmp_path, [])
     try:
-        proc, stats, _ = fresh.play(test_steps=["credentials"], check=True)
+        proc, stats, _report = fresh.play(test_steps=["credentials"], check=True)
         assert stats["failures"] == 0, proc.stdout
         assert not (fresh.state_dir / "grafana-admin-password").exists()
         assert "namespace/monitoring" not in fresh.kubectl("get", "namespaces", "-o", "name")
@@ -215,7 +215,7 @@ def test_prove_failures_name_what_failed(synced):
     knob = cluster.np_state / "prometheus-down-jobs"
     knob.write_text("kube-state-metrics\n")
     try:
-        _, stats, report = cluster.play(test_steps=["prove"])
+        _proc, stats, report = cluster.play(test_steps=["prove"])
     finally:
         knob.unlink()
     assert stats["failures"] == 1
@@ -226,7 +226,7 @@ def test_prove_failures_name_what_failed(synced):
 
     cluster.kubectl("delete", "configmap", "-n", "monitoring", "dashboard-filewcount")
     try:
-        _, stats, report = cluster.play(test_steps=["prove"])
+        _proc, stats, report = cluster.play(test_steps=["prove"])
     finally:
         cluster.apply_tree("kube/infrastructure/configs")
     assert "Grafana does not list the dashboard uid(s) filewcount after 4s (it lists: flux-cluster)" in \
@@ -237,7 +237,7 @@ def test_filewcount_failures_name_the_step(synced):
     cluster = synced
     cluster.kubectl("delete", "hpa", "-n", "filewcount", "filewcount")
     try:
-        _, stats, report = cluster.play(test_steps=[], test_run_filewcount=True)
+        _proc, stats, report = cluster.play(test_steps=[], test_run_filewcount=True)
     finally:
         cluster.apply_tree("kube/apps/filewcount")
     assert stats["failures"] == 1
@@ -250,7 +250,7 @@ def test_failed_release_shows_its_condition(tmp_path):
                                  "Helm install failed: timed out waiting for the condition"])
     try:
         failing.flux_synced()
-        _, stats, report = failing.play(test_steps=["credentials", "wait"])
+        _proc, stats, report = failing.play(test_steps=["credentials", "wait"])
         assert stats["failures"] == 1
         message = _failure_message(report)
         assert "HelmRelease(s) not Ready after 4s" in message
@@ -263,7 +263,7 @@ def test_failed_release_shows_its_condition(tmp_path):
 
 def test_status_report(synced):
     cluster = synced
-    _, stats, report = cluster.play(ROOT / "playbooks" / "status.yml", status_kubeconfig=cluster.kubeconfig)
+    _proc, stats, report = cluster.play(ROOT / "playbooks" / "status.yml", status_kubeconfig=cluster.kubeconfig)
     assert stats["failures"] == 0 and stats["changed"] == 0
     msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
     for needle in ("Flux sources", "GitRepository  flux-system/flux-system  Ready=True",
@@ -359,8 +359,8 @@ def test_upgrade_refuses_bad_tags(synced, checkout, extra, needle):
     cluster = synced
     work, bare = checkout
     head = _git(bare, "rev-parse", "main")
-    _, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
-                                    upgrade_kubeconfig=cluster.kubeconfig, **extra)
+    _proc, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
+                                        upgrade_kubeconfig=cluster.kubeconfig, **extra)
     assert stats["failures"] == 1
     assert needle in _failure_message(report)
     assert _git(bare, "rev-parse", "main") == head
@@ -368,10 +368,10 @@ def test_upgrade_refuses_bad_tags(synced, checkout, extra, needle):
 
 def test_upgrade_refuses_a_dirty_tree(synced, checkout):
     cluster = synced
-    work, _ = checkout
+    work, _bare = checkout
     with open(work / MANIFEST, "a", encoding="utf-8") as handle:
         handle.write("# local edit\n")
-    _, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
-                                    upgrade_kubeconfig=cluster.kubeconfig, filewcount_image_tag="2.0")
+    _proc, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
+                                        upgrade_kubeconfig=cluster.kubeconfig, filewcount_image_tag="2.0")
     assert stats["failures"] == 1
     assert _failure_message(report).startswith(f"The working tree has uncommitted changes ({MANIFEST})")

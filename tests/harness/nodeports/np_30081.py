@@ -203,7 +203,7 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
             wanted = credentials(cluster)
             if wanted and header.startswith("Basic "):
                 try:
-                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    user, _sep, password = base64.b64decode(header[6:]).decode().partition(":")
                 except (binascii.Error, UnicodeDecodeError):
                     user, password = "", ""
                 if (user, password) == wanted and password:
@@ -233,8 +233,8 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
                     if dash is None:
                         self._json(404, {"message": "Dashboard not found"})
                     else:
-                        self._json(200, {"dashboard": dash, "meta": {"slug": _slug(dash.get("title", "")),
-                                                                      "url": search_entry(0, dash)["url"]}})
+                        meta = {"slug": _slug(dash.get("title", "")), "url": search_entry(0, dash)["url"]}
+                        self._json(200, {"dashboard": dash, "meta": meta})
                 elif path == "/api/datasources/proxy/uid/prometheus/api/v1/targets":
                     down = []
                     if os.path.exists(knob):

@@ -162,7 +162,7 @@ def test_dirty_tree_is_refused(repos):
 
 
 def test_untracked_files_do_not_block(repos):
-    work, _ = repos
+    work, _bare = repos
     (work / "notes.txt").write_text("scratch")
     assert _up(work).pushed
     assert "notes.txt" not in _git(work, "show", "--name-only", "--format=", "HEAD")
@@ -193,7 +193,7 @@ def test_remote_ahead_is_refused(repos, tmp_path):
 
 
 def test_missing_remote_is_explained(repos):
-    work, _ = repos
+    work, _bare = repos
     with pytest.raises(g.GitCommandError, match="remote is missing"):
         _up(work, remote="origin")
 
@@ -204,14 +204,14 @@ def test_not_a_repository(tmp_path):
 
 
 def test_detached_head_is_refused(repos):
-    work, _ = repos
+    work, _bare = repos
     _git(work, "checkout", "--quiet", "--detach")
     with pytest.raises(g.GitCommandError, match="detached HEAD"):
         _up(work)
 
 
 def test_missing_identity_is_explained(repos, monkeypatch, tmp_path):
-    work, _ = repos
+    work, _bare = repos
     _git(work, "config", "--unset", "user.name")
     _git(work, "config", "--unset", "user.email")
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
@@ -245,7 +245,7 @@ def test_empty_remote_branch_is_created(tmp_path):
 
 
 def test_new_image_is_spelled_as_in_the_manifest(repos):
-    work, _ = repos
+    work, _bare = repos
     (work / MANIFEST).write_text(DEPLOYMENT.replace("docker.io/bldrtech/filewcount:1.0", "bldrtech/filewcount:1.0"))
     _git(work, "commit", "--quiet", "-am", "short name")
     result = _up(work)

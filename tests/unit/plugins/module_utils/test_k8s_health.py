@@ -90,8 +90,8 @@ def test_rollout_state(dep, image, complete, reason_part):
 def _hpa(current_metrics=None, target=70):
     return {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "filewcount", "namespace": "filewcount"},
             "spec": {"minReplicas": 3, "maxReplicas": 10, "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
-                                                                              "averageUtilization": target}}}]},
+                {"type": "Resource", "resource": {
+                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]},
             "status": {"currentReplicas": 3, "desiredReplicas": 4, **(
                 {"currentMetrics": current_metrics} if current_metrics is not None else {})}}
 

@@ -92,7 +92,7 @@ def test_check_mode_diff_then_change_then_idempotent(repos, capsys):
      ({"tag": "2.0", "image": "ghcr.io/other/app"}, "ImageNotFoundError", "No 'image: ghcr.io/other/app:<tag>'")],
 )
 def test_failures_are_one_clear_message(repos, capsys, args, error, needle):
-    work, _ = repos
+    work, _bare = repos
     result = run_module(capsys, {"repo_dir": str(work), "remote": "local", **args})
     assert result["failed"] is True
     assert result["error"] == error
@@ -100,7 +100,7 @@ def test_failures_are_one_clear_message(repos, capsys, args, error, needle):
 
 
 def test_author_options_are_used(repos, capsys, monkeypatch):
-    work, _ = repos
+    work, _bare = repos
     for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
         monkeypatch.delenv(key)
     result = run_module(capsys, {"repo_dir": str(work), "tag": "2.0", "remote": "local",
