@@ -233,6 +233,23 @@ def test_prove_failures_name_what_failed(synced):
         _failure_message(report)
 
 
+def test_wrong_grafana_password_is_named_at_once(synced):
+    cluster = synced
+    knob = cluster.np_state / "grafana-db-password"
+    knob.write_text("the-password-grafana-kept\n")
+    try:
+        started = time.monotonic()
+        _proc, stats, report = cluster.play(test_steps=["prove"], test_timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        knob.unlink()
+    assert stats["failures"] == 1
+    message = _failure_message(report)
+    assert message.startswith("Grafana answered /api/search with 401 for the user in Secret monitoring/grafana-admin")
+    assert "reset-admin-password" in message
+    assert elapsed < 60  # a 401 is final: the role does not retry until the timeout
+
+
 def test_filewcount_failures_name_the_step(synced):
     cluster = synced
     cluster.kubectl("delete", "hpa", "-n", "filewcount", "filewcount")

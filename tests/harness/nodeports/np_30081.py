@@ -14,8 +14,10 @@
 #                                        kube-state-metrics target, and one target per pod selected by each
 #                                        PodMonitor (job "<namespace>/<name>"); a pod that is not Ready is "down".
 # It answers only while a Service with nodePort 30081 exists or HelmRelease monitoring/kube-prometheus-stack is
-# Ready (the chart would create Grafana); otherwise 503. Knob for error paths: a file
-# <state_dir>/prometheus-down-jobs with one regular expression per line marks matching jobs "down".
+# Ready (the chart would create Grafana); otherwise 503. Knobs for error paths: a file
+# <state_dir>/prometheus-down-jobs with one regular expression per line marks matching jobs "down"; a file
+# <state_dir>/grafana-db-password makes Grafana accept that password instead of the Secret's (like a Grafana whose
+# database kept the password it was first started with).
 """NodePort 30081 stand-in: a fake Grafana API (test double)."""
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ def targets(cluster: Cluster, down_jobs: list[str]) -> list[dict]:
 
 def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.server.BaseHTTPRequestHandler]:
     knob = os.path.join(state_dir, "prometheus-down-jobs")
+    db_password = os.path.join(state_dir, "grafana-db-password")
 
     class FakeGrafana(http.server.BaseHTTPRequestHandler):
         server_version = "np-30081-grafana-test-double"
@@ -201,6 +204,9 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
         def _authorised(self, cluster: Cluster) -> bool:
             header = self.headers.get("Authorization", "")
             wanted = credentials(cluster)
+            if wanted and os.path.exists(db_password):
+                with open(db_password, encoding="utf-8") as handle:
+                    wanted = (wanted[0], handle.read().strip())
             if wanted and header.startswith("Basic "):
                 try:
                     user, _sep, password = base64.b64decode(header[6:]).decode().partition(":")
