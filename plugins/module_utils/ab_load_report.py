@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn one ab load test and the HPA samples taken while it ran into results.json, report.md and a PNG chart.
 
 Plain Python; matplotlib is imported only when the chart is drawn (Agg backend, no display needed).

@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parse ApacheBench (ab 2.3) output, evaluate thresholds and build ab's argv.
 
 Plain Python without Ansible imports, so the filter, the module and the tests share it.

@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Logic of the ``filewcount.gitops.flux_bootstrap`` module, importable without Ansible.
 
 The module reads the cluster's Flux state through the Kubernetes API (:class:`KubeApi`, a thin layer over the

@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Publish a checkout's HEAD to a git remote branch and bring the checkout up to date with it.
 
 The logic behind the ``git_seed`` module, used by local mode: bootstrap pushes the current commit to the

@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Change a container image tag in a GitOps manifest, commit it and push it to the sync source.
 
 Plain Python (imports without Ansible) behind the module ``filewcount.gitops.gitops_image_tag``. Git is driven

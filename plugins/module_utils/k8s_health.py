@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pure helpers that judge the health of Kubernetes and Flux objects.
 
 Used by the roles ``monitoring`` and ``filewcount``, the status report and the upgrade playbook through the

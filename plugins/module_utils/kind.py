@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Create, compare and delete a kind cluster by driving the kind CLI.
 
 Plain Python, importable without Ansible. The wanted cluster config is hashed (canonical JSON) and the hash is

@@ -1,5 +1,5 @@
 # Copyright: filewcount.gitops contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Compact, plain-text status report of the GitOps environment (used by playbooks/status.yml).
 
 ``build_report(data)`` takes the objects gathered with ``kubernetes.core.k8s_info`` and returns a list of lines.
