@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Benchmark: wall time and Kubernetes API requests of playbooks/bootstrap.yml, first run and idempotent re-run.
+
+Runs the real playbook against the emulated Kubernetes API (tests/harness/emulator, controllers mode) with the
+stand-in CLIs of tests/harness/bin first on PATH, exactly like molecule/default, then tears down. Reports numbers;
+asserts nothing about time. Usage (repository root): ``.venv/bin/python tests/benchmarks/bench_bootstrap.py
+[--json tests/output/bench_bootstrap.json] [--keep]``. Exit status 1 when a playbook run fails (numbers are
+still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EMULATOR = REPO / "tests" / "harness" / "emulator" / "emulator.py"
+HARNESS_VARS = REPO / "molecule" / "default" / "vars" / "harness.yml"
+WRITE_VERBS = ("create", "update", "patch", "apply", "delete", "deletecollection")
+
+
+def _api(url: str, path: str, method: str = "GET") -> dict:
+    req = urllib.request.Request(url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def _playbook(name: str, env: dict, log: Path, *extra: str) -> tuple[int, float, str]:
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        f"playbooks/{name}",
+        f"--extra-vars=@{HARNESS_VARS}",
+        *extra,
+    ]
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    log.write_text(proc.stdout + proc.stderr)
+    recap = [line.strip() for line in proc.stdout.splitlines() if line.startswith("localhost ")]
+    return proc.returncode, elapsed, recap[-1] if recap else ""
+
+
+def _measure(label: str, url: str, env: dict, workdir: Path, extra: list[str]) -> dict:
+    _api(url, "/emulator/v1/reset-log", "POST")
+    rc, elapsed, recap = _playbook("bootstrap.yml", env, workdir / f"{label}.log", *extra)
+    log = _api(url, "/emulator/v1/requests")
+    counts = log["counts"]
+    return {
+        "run": label,
+        "rc": rc,
+        "seconds": round(elapsed, 2),
+        "requests": log["total"],
+        "writes": sum(counts.get(v, 0) for v in WRITE_VERBS),
+        "counts": counts,
+        "recap": recap,
+        "log": str(workdir / f"{label}.log"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", default=str(REPO / "tests" / "output" / "bench_bootstrap.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    parser.add_argument("--host-ports", help="three host ports instead of 8080,8081,8082 (e.g. on a busy machine)")
+    args = parser.parse_args()
+    extra = []
+    if args.host_ports:
+        ports = [int(p) for p in args.host_ports.split(",")]
+        mapping = [
+            {"host_port": h, "node_port": n, "listen_address": "127.0.0.1"}
+            for h, n in zip(ports, (30080, 30081, 30082), strict=True)
+        ]
+        extra = ["--extra-vars", json.dumps({"gitops_host_ports": mapping})]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-bootstrap-"))
+    standin = workdir / "standin"
+    env = dict(
+        os.environ,
+        STANDIN_STATE_DIR=str(standin),
+        FILEWCOUNT_STATE_DIR=str(workdir / "state"),
+        FILEWCOUNT_CACHE_DIR=str(workdir / "cache"),
+        ANSIBLE_NOCOLOR="true",
+        ANSIBLE_FORCE_COLOR="false",
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        PATH=os.pathsep.join(
+            [str(REPO / "tests" / "harness" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
+    )
+    start = subprocess.run(
+        [
+            sys.executable,
+            str(EMULATOR),
+            "start",
+            f"--state-dir={standin}/emulator",
+            "--port=0",
+            "--context=kind-filewcount",
+            "--controllers",
+            f"--git-root={standin}/git",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if start.returncode != 0:
+        print(f"The emulator did not start: {start.stderr.strip()}", file=sys.stderr)
+        return 1
+    url = start.stdout.strip().split("=", 1)[1]
+    env["STANDIN_API_SERVER"] = url
+    results = []
+    try:
+        results.append(_measure("first", url, env, workdir, extra))
+        if results[0]["rc"] == 0:
+            results.append(_measure("rerun", url, env, workdir, extra))
+    finally:
+        _playbook("teardown.yml", env, workdir / "teardown.log", *extra)
+        subprocess.run([sys.executable, str(EMULATOR), "stop", f"--state-dir={standin}/emulator"], env=env, check=False)
+    print(f"{'run':<6} {'rc':>3} {'seconds':>8} {'requests':>9} {'writes':>7}  counts per verb")
+    for res in results:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(res["counts"].items()))
+        print(f"{res['run']:<6} {res['rc']:>3} {res['seconds']:>8} {res['requests']:>9} {res['writes']:>7}  {counts}")
+        print(f"       {res['recap']}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=1))
+    print(f"JSON: {args.json}")
+    if args.keep or any(r["rc"] for r in results):
+        print(f"Logs: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if results and all(r["rc"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
