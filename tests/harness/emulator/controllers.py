@@ -48,18 +48,19 @@ class FailRule:
 def _condition(
     old_status: dict | None, ctype: str, status: str, reason: str, message: str, generation: int | None = None
 ) -> dict:
+    """A condition; lastTransitionTime (and any extra field) is kept while the status stays the same."""
+    out = None
     for cond in (old_status or {}).get("conditions") or []:
-        if (
-            cond.get("type") == ctype
-            and cond.get("status") == status
-            and cond.get("reason") == reason
-            and cond.get("message") == message
-        ):
+        if cond.get("type") == ctype and cond.get("status") == status:
             out = copy.deepcopy(cond)
-            if generation is not None:
-                out["observedGeneration"] = generation
-            return out
-    out = {"type": ctype, "status": status, "reason": reason, "message": message, "lastTransitionTime": now()}
+            break
+    if out is None:
+        out = {"type": ctype, "status": status, "lastTransitionTime": now()}
+    for key, value in (("reason", reason), ("message", message)):
+        if value:
+            out[key] = value
+        else:
+            out.pop(key, None)
     if generation is not None:
         out["observedGeneration"] = generation
     return out
@@ -415,10 +416,6 @@ class Controllers:
                 _condition(old, "ContainersReady", ok, fail.reason if fail else "", fail.message if fail else ""),
                 _condition(old, "Ready", ok, fail.reason if fail else "", fail.message if fail else ""),
             ]
-            for cond in conditions:
-                for key in ("reason", "message"):
-                    if not cond[key]:
-                        cond.pop(key)
             statuses = []
             for c in containers:
                 st = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,30 @@ def test_metrics_api_is_read_only(controllers_emulator):
 def test_metrics_api_is_absent_without_controllers(emulator):
     _, _, groups = emulator.request("GET", "/apis")
     assert "metrics.k8s.io" not in [g["name"] for g in groups["groups"]]
+
+
+def test_controllers_settle_so_idle_clusters_do_not_change(controllers_emulator):
+    """Check mode and idempotence rely on this: with nothing written, the resourceVersion stays put."""
+    emu = controllers_emulator
+    namespace(emu, "quiet")
+    _post(emu, "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "quiet-node"}})
+    _post(
+        emu,
+        "/apis/apps/v1/namespaces/quiet/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                },
+            },
+        },
+    )
+    before = emu.request("GET", "/api/v1/namespaces")[2]["metadata"]["resourceVersion"]
+    time.sleep(2.5)  # longer than the default --resync-seconds
+    assert emu.request("GET", "/api/v1/namespaces")[2]["metadata"]["resourceVersion"] == before
