@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import glob
 import hashlib
+import os
 
 import gitops
 import store as store_mod
+import yaml
 from store import Store, now, stable_hash
 
 FLUX_SUFFIX = ".toolkit.fluxcd.io"
+# Charts whose CRDs helm-controller would install, and the files of the shared schemas directory holding them.
+CHART_CRDS = {"kube-prometheus-stack": "monitoring.coreos.com_*.yaml"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +88,13 @@ def _hex(seed: str, length: int) -> str:
 
 
 class Controllers:
-    def __init__(self, store: Store, fail_rules: list[FailRule], git_root: str | None = None):
+    def __init__(
+        self, store: Store, fail_rules: list[FailRule], git_root: str | None = None, schemas_dir: str | None = None
+    ):
         self.store = store
         self.fail_rules = fail_rules
         self.sources = gitops.GitSources(git_root)
+        self.schemas_dir = schemas_dir
         self._applied: dict[tuple[str, str], tuple] = {}
         store.controller = self
 
@@ -675,6 +683,7 @@ class Controllers:
                 release = (obj.get("spec") or {}).get("releaseName") or meta["name"]
                 target_ns = (obj.get("spec") or {}).get("targetNamespace") or meta["namespace"]
                 if not problem:
+                    self._install_chart_crds(chart_name)
                     status["lastAttemptedRevision"] = version
                     status["lastAttemptedGeneration"] = gen
                     status["lastAttemptedReleaseAction"] = "install"
@@ -719,6 +728,22 @@ class Controllers:
             for cond in status["conditions"]:
                 cond["observedGeneration"] = gen
             self.store.set_status_internal(rtype, obj, status)
+
+    def _install_chart_crds(self, chart: str) -> None:
+        """helm-controller installs a chart's CRDs; do that for the charts whose CRDs the shared schemas hold."""
+        pattern = CHART_CRDS.get(chart)
+        if not pattern or not self.schemas_dir:
+            return
+        crd_type = self._t("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        for path in sorted(glob.glob(os.path.join(self.schemas_dir, "crds", pattern))):
+            with open(path, encoding="utf-8") as fh:
+                for doc in yaml.safe_load_all(fh):
+                    if (
+                        isinstance(doc, dict)
+                        and doc.get("kind") == "CustomResourceDefinition"
+                        and self.store.raw(crd_type, "", doc["metadata"]["name"]) is None
+                    ):
+                        self.store.put_internal(crd_type, doc)
 
     # ------------------------------------------------------------------------------- GitOps content (local git)
     def _local_commit(self, repo_obj: dict) -> tuple[str, str | None] | None:

@@ -818,6 +818,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "(default: $STANDIN_STATE_DIR/git when STANDIN_STATE_DIR is set)",
     )
     parser.add_argument(
+        "--schemas-dir",
+        default=None,
+        help="shared schemas directory whose crds/ hold the CRDs charts install (kube-prometheus-stack); default "
+        "$FILEWCOUNT_SCHEMAS_DIR or ../shared/schemas next to the checkout",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=2.0,
@@ -842,7 +848,14 @@ def serve(args: argparse.Namespace) -> int:
     git_root = args.git_root
     if git_root is None and os.environ.get("STANDIN_STATE_DIR"):
         git_root = os.path.join(os.environ["STANDIN_STATE_DIR"], "git")
-    controllers.Controllers(store, rules, git_root=os.path.abspath(git_root) if git_root else None)
+    schemas_dir = (
+        args.schemas_dir
+        or os.environ.get("FILEWCOUNT_SCHEMAS_DIR")
+        or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "shared", "schemas")
+    )
+    controllers.Controllers(
+        store, rules, git_root=os.path.abspath(git_root) if git_root else None, schemas_dir=os.path.abspath(schemas_dir)
+    )
     if args.controllers and args.resync_seconds > 0:
 
         def _resync() -> None:

@@ -282,3 +282,34 @@ def test_controllers_settle_so_idle_clusters_do_not_change(controllers_emulator)
     before = emu.request("GET", "/api/v1/namespaces")[2]["metadata"]["resourceVersion"]
     time.sleep(2.5)  # longer than the default --resync-seconds
     assert emu.request("GET", "/api/v1/namespaces")[2]["metadata"]["resourceVersion"] == before
+
+
+def test_kube_prometheus_stack_release_installs_the_operator_crds(controllers_emulator):
+    emu = controllers_emulator
+    _flux_crds(emu)
+    namespace(emu, "monitoring")
+    _post(
+        emu,
+        "/apis/helm.toolkit.fluxcd.io/v2/namespaces/monitoring/helmreleases",
+        {
+            "apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease",
+            "metadata": {"name": "kube-prometheus-stack"},
+            "spec": {
+                "interval": "10m",
+                "chart": {
+                    "spec": {
+                        "chart": "kube-prometheus-stack",
+                        "version": "88.5.3",
+                        "sourceRef": {
+                            "kind": "HelmRepository",
+                            "name": "prometheus-community",
+                            "namespace": "flux-system",
+                        },
+                    }
+                },
+            },
+        },
+    )
+    _, _, resources = emu.request("GET", "/apis/monitoring.coreos.com/v1")
+    assert {"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= {r["kind"] for r in resources["resources"]}
