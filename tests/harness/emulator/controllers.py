@@ -18,6 +18,7 @@ import dataclasses
 import glob
 import hashlib
 import os
+import time
 
 import gitops
 import store as store_mod
@@ -26,6 +27,8 @@ from store import Store, now, stable_hash
 
 FLUX_SUFFIX = ".toolkit.fluxcd.io"
 # Charts whose CRDs helm-controller would install, and the files of the shared schemas directory holding them.
+# A failed Kustomization is retried after this many seconds (Flux: spec.retryInterval), on the next write or tick.
+RETRY_SECONDS = 1.0
 CHART_CRDS = {"kube-prometheus-stack": "monitoring.coreos.com_*.yaml"}
 
 
@@ -776,18 +779,19 @@ class Controllers:
         key = (meta["namespace"], meta["name"])
         marker = (sha, meta.get("generation"), (meta.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt"))
         previous = self._applied.get(key)
-        if previous is None or previous[0] != marker:
+        retry = previous is not None and previous[1] is not None and time.monotonic() - previous[3] >= RETRY_SECONDS
+        if previous is None or previous[0] != marker or retry:
             try:
                 docs = self.sources.build(self._source_repo(ks), sha, spec.get("path") or "./")
             except gitops.BuildError as exc:
-                self._applied[key] = (marker, ("BuildFailed", str(exc)), [])
+                self._applied[key] = (marker, ("BuildFailed", str(exc)), [], time.monotonic())
                 return ("BuildFailed", str(exc))
             problem, applied = self._apply_all(ks, docs)
             if problem is None:
                 self._prune(ks, applied)
                 status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}
-            self._applied[key] = (marker, problem, applied)
-        _, problem, applied = self._applied[key]
+            self._applied[key] = (marker, problem, applied, time.monotonic())
+        _, problem, applied, _ = self._applied[key]
         if problem:
             return problem
         status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}

@@ -74,6 +74,23 @@ def _push(work, files: dict[str, str | None]) -> str:
     return _git("rev-parse", "HEAD", cwd=work)
 
 
+def _git_repository(emu) -> None:
+    emu.request(
+        "POST",
+        "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories",
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "flux-system"},
+            "spec": {
+                "interval": "1m",
+                "url": "http://git-server.git-server.svc.cluster.local/filewcount.git",
+                "ref": {"branch": "main"},
+            },
+        },
+    )
+
+
 def _reconcile(emu) -> dict:
     """Ask for a reconcile like `flux reconcile` does (annotation), then read the Kustomization."""
     path = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps"
@@ -149,3 +166,55 @@ def test_push_apply_prune_and_refuse_invalid(gitops_env):
     assert 'unknown field "bogusField"' in ready["message"] and "spec.replicas" in ready["message"]
     assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{sha}"  # the last good revision stays applied
     assert emu.request("GET", "/apis/apps/v1/namespaces/shop/deployments/web")[0] == 404
+
+
+WIDGET = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: flux-system}\nspec: {size: 1}\n"
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def test_a_failed_kustomization_is_retried_once_its_crd_exists(gitops_env):
+    emu, work = gitops_env
+    _push(work, {"crs/widget.yaml": WIDGET})
+    _git_repository(emu)  # 409 when the first test created it already
+    base = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations"
+    emu.request(
+        "POST",
+        base,
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "crs"},
+            "spec": {
+                "interval": "10m",
+                "path": "./crs",
+                "prune": True,
+                "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+            },
+        },
+    )
+    ks = emu.request("GET", base + "/crs")[2]
+    assert 'no matches for kind "Widget"' in _ready(ks)["message"]
+    emu.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", WIDGET_CRD)
+    time.sleep(1.2)  # past the retry interval; the next write or resync tick retries
+    emu.request(
+        "PATCH", base + "/crs", {"metadata": {"labels": {"poke": "1"}}}, content_type="application/merge-patch+json"
+    )
+    assert _ready(emu.request("GET", base + "/crs")[2])["status"] == "True"
+    assert emu.request("GET", "/apis/example.com/v1/namespaces/flux-system/widgets/w")[0] == 200
