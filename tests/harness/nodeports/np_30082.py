@@ -97,7 +97,6 @@ def _read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes:
 def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.server.BaseHTTPRequestHandler]:
     root = os.path.join(state_dir, "git")
     ensure_repository(root)
-    api = _api_server(kubeconfig, context)
 
     class GitHttpBackend(http.server.BaseHTTPRequestHandler):
         server_version = "np-30082-git"
@@ -112,7 +111,8 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
                 self.wfile.write(body)
 
         def _handle(self) -> None:
-            ok, reason = service_available(api)
+            # Looked up per request: the port server starts before kind has written the kubeconfig.
+            ok, reason = service_available(_api_server(kubeconfig, context))
             if not ok:
                 self._plain(503, f"no service behind NodePort {NODE_PORT}: {reason}\n")
                 return
