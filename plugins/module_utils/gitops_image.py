@@ -60,11 +60,14 @@ def validate_tag(tag: Any, pattern: str = DEFAULT_TAG_PATTERN) -> str:
     if text == "latest":
         raise InvalidTagError("Refusing the tag 'latest': pin an explicit version such as 2.0 or 1.0.")
     if not _OCI_TAG.match(text):
-        raise InvalidTagError(f"'{text}' is not a valid container image tag (letters, digits, '_', '.', '-', "
-                              "at most 128 characters): pass a version such as 2.0.")
+        raise InvalidTagError(
+            f"'{text}' is not a valid container image tag (letters, digits, '_', '.', '-', "
+            "at most 128 characters): pass a version such as 2.0."
+        )
     if not re.match(pattern, text):
-        raise InvalidTagError(f"Tag '{text}' does not match the expected version format {pattern}: pass a version "
-                              "such as 2.0 or 1.0.")
+        raise InvalidTagError(
+            f"Tag '{text}' does not match the expected version format {pattern}: pass a version such as 2.0 or 1.0."
+        )
     return text
 
 
@@ -89,8 +92,10 @@ def _line_pattern(image: str) -> re.Pattern[str]:
 
 def current_images(text: str, image: str) -> list[str]:
     """Every reference to ``image`` on an ``image:`` line of the manifest text."""
-    return [m.group("name") + (f":{m.group('tag')}" if m.group("tag") else "") + (m.group("digest") or "")
-            for m in _line_pattern(image).finditer(text)]
+    return [
+        m.group("name") + (f":{m.group('tag')}" if m.group("tag") else "") + (m.group("digest") or "")
+        for m in _line_pattern(image).finditer(text)
+    ]
 
 
 def replace_image_tag(text: str, image: str, tag: str) -> tuple[str, list[str]]:
@@ -102,8 +107,10 @@ def replace_image_tag(text: str, image: str, tag: str) -> tuple[str, list[str]]:
     pattern = _line_pattern(image)
     old = current_images(text, image)
     if not old:
-        raise ImageNotFoundError(f"No 'image: {image}:<tag>' line found in the manifest: check the path and the "
-                                 "image name (variables upgrade_manifest and upgrade_image).")
+        raise ImageNotFoundError(
+            f"No 'image: {image}:<tag>' line found in the manifest: check the path and the "
+            "image name (variables upgrade_manifest and upgrade_image)."
+        )
 
     def _sub(m: re.Match[str]) -> str:
         return f"{m.group('lead')}{m.group('q')}{m.group('name')}:{tag}{m.group('q')}{m.group('tail')}"
@@ -120,16 +127,22 @@ def _check_yaml(text: str, image: str, tag: str) -> None:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as exc:
-        raise ImageNotFoundError(f"The manifest is not valid YAML after the edit ({exc}): fix the file by hand.") \
-            from exc
+        raise ImageNotFoundError(
+            f"The manifest is not valid YAML after the edit ({exc}): fix the file by hand."
+        ) from exc
     names = set(_image_names(image))
     found = []
     for doc in docs:
-        found += [ref for ref in _walk_images(doc) if ref.rsplit(":", 1)[0].split("@")[0] in names
-                  or ref.split("@")[0] in names]
+        found += [
+            ref
+            for ref in _walk_images(doc)
+            if ref.rsplit(":", 1)[0].split("@")[0] in names or ref.split("@")[0] in names
+        ]
     if not found or any(not ref.endswith(f":{tag}") for ref in found):
-        raise ImageNotFoundError(f"After the edit the manifest references {', '.join(found) or 'no'} {image} "
-                                 f"images instead of only :{tag}: the file layout is unusual, edit it by hand.")
+        raise ImageNotFoundError(
+            f"After the edit the manifest references {', '.join(found) or 'no'} {image} "
+            f"images instead of only :{tag}: the file layout is unusual, edit it by hand."
+        )
 
 
 def _walk_images(node: Any) -> list[str]:
@@ -172,23 +185,35 @@ class Git:
 
 
 _HINTS = (
-    (("not a git repository",),
-     "{action} needs a git checkout of this repository: run the upgrade from the repository root"),
-    (("no such remote", "does not appear to be a git repository"),
-     "{action} failed because the remote is missing: add it (local mode: the bootstrap adds remote 'local'; "
-     "github mode: 'origin') or set upgrade_git_remote"),
-    (("please tell me who you are", "unable to auto-detect email"),
-     "git cannot commit without an identity: run git config user.name and git config user.email "
-     "(or set upgrade_git_author_name and upgrade_git_author_email)"),
-    (("rejected", "non-fast-forward", "fetch first"),
-     "{action} was rejected because the remote has commits your checkout lacks: pull them "
-     "(git pull --rebase) and run the upgrade again"),
-    (("could not read username", "authentication failed", "403"),
-     "{action} was refused for lack of credentials: configure a git credential helper or token for this "
-     "remote and run the upgrade again"),
-    (("could not resolve host", "connection refused", "failed to connect"),
-     "{action} could not reach the remote: is the git server running (local mode: the kind cluster maps "
-     "NodePort 30082 to localhost:8082)?"),
+    (
+        ("not a git repository",),
+        "{action} needs a git checkout of this repository: run the upgrade from the repository root",
+    ),
+    (
+        ("no such remote", "does not appear to be a git repository"),
+        "{action} failed because the remote is missing: add it (local mode: the bootstrap adds remote 'local'; "
+        "github mode: 'origin') or set upgrade_git_remote",
+    ),
+    (
+        ("please tell me who you are", "unable to auto-detect email"),
+        "git cannot commit without an identity: run git config user.name and git config user.email "
+        "(or set upgrade_git_author_name and upgrade_git_author_email)",
+    ),
+    (
+        ("rejected", "non-fast-forward", "fetch first"),
+        "{action} was rejected because the remote has commits your checkout lacks: pull them "
+        "(git pull --rebase) and run the upgrade again",
+    ),
+    (
+        ("could not read username", "authentication failed", "403"),
+        "{action} was refused for lack of credentials: configure a git credential helper or token for this "
+        "remote and run the upgrade again",
+    ),
+    (
+        ("could not resolve host", "connection refused", "failed to connect"),
+        "{action} could not reach the remote: is the git server running (local mode: the kind cluster maps "
+        "NodePort 30082 to localhost:8082)?",
+    ),
 )
 
 
@@ -211,8 +236,10 @@ def dirty_paths(git: Git) -> list[str]:
 def current_branch(git: Git) -> str:
     rc, out = git("symbolic-ref", "--quiet", "--short", "HEAD", check=False)[:2]
     if rc != 0 or not out.strip():
-        raise GitCommandError("The checkout is on a detached HEAD: switch to the branch Flux syncs "
-                              "(git switch main) or set upgrade_git_branch.")
+        raise GitCommandError(
+            "The checkout is on a detached HEAD: switch to the branch Flux syncs "
+            "(git switch main) or set upgrade_git_branch."
+        )
     return out.strip()
 
 
@@ -242,31 +269,51 @@ class UpgradeResult:
     message: str = ""
 
 
-def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branch: str | None = None,
-            check_mode: bool = False, tag_pattern: str = DEFAULT_TAG_PATTERN,
-            commit_message: str | None = None) -> UpgradeResult:
+def upgrade(
+    git: Git,
+    *,
+    manifest: str,
+    image: str,
+    tag: str,
+    remote: str,
+    branch: str | None = None,
+    check_mode: bool = False,
+    tag_pattern: str = DEFAULT_TAG_PATTERN,
+    commit_message: str | None = None,
+) -> UpgradeResult:
     """Make ``remote``/``branch`` carry ``manifest`` with ``image:tag``; idempotent and check-mode aware."""
     tag = validate_tag(tag, tag_pattern)
     new_image = f"{image}:{tag}"
     dirty = dirty_paths(git)
     if dirty:
-        raise DirtyTreeError(f"The working tree has uncommitted changes ({', '.join(dirty[:5])}"
-                             f"{', ...' if len(dirty) > 5 else ''}): commit or stash them first, so the upgrade "
-                             "commit contains only the image change.")
+        raise DirtyTreeError(
+            f"The working tree has uncommitted changes ({', '.join(dirty[:5])}"
+            f"{', ...' if len(dirty) > 5 else ''}): commit or stash them first, so the upgrade "
+            "commit contains only the image change."
+        )
     branch = branch or current_branch(git)
     path = os.path.join(git.repo, manifest)
     try:
         with open(path, encoding="utf-8") as handle:
             before = handle.read()
     except OSError as exc:
-        raise ImageNotFoundError(f"Cannot read the manifest {manifest} ({exc.strerror}): check upgrade_manifest.") \
-            from exc
+        raise ImageNotFoundError(
+            f"Cannot read the manifest {manifest} ({exc.strerror}): check upgrade_manifest."
+        ) from exc
     after, old = replace_image_tag(before, image, tag)
     new_image = current_images(after, image)[0]  # spelled as in the manifest, which is what the cluster runs
     remote_sha, remote_text = fetch_remote_file(git, remote, branch, manifest)
     head = git("rev-parse", "HEAD")[1].strip()
-    result = UpgradeResult(changed=False, old_images=old, new_image=new_image, remote_commit_before=remote_sha,
-                           head=head, branch=branch, before=before, after=after)
+    result = UpgradeResult(
+        changed=False,
+        old_images=old,
+        new_image=new_image,
+        remote_commit_before=remote_sha,
+        head=head,
+        branch=branch,
+        before=before,
+        after=after,
+    )
     remote_at_tag = remote_text is not None and remote_text == replace_image_tag(remote_text, image, tag)[0]
     if after == before and remote_at_tag:
         result.message = f"{manifest} already uses {new_image} locally and on {remote}/{branch}: nothing to do."
@@ -274,8 +321,10 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
     if remote_sha and remote_sha != head:
         rc = git("merge-base", "--is-ancestor", remote_sha, "HEAD", check=False)[0]
         if rc != 0:
-            raise RemoteAheadError(f"{remote}/{branch} has commits your checkout lacks: run git pull --rebase "
-                                   f"{remote} {branch} and run the upgrade again.")
+            raise RemoteAheadError(
+                f"{remote}/{branch} has commits your checkout lacks: run git pull --rebase "
+                f"{remote} {branch} and run the upgrade again."
+            )
     result.changed = True
     if after != before:
         result.message = f"Changed {', '.join(sorted(set(old)))} to {new_image} in {manifest}"
@@ -288,9 +337,14 @@ def upgrade(git: Git, *, manifest: str, image: str, tag: str, remote: str, branc
             handle.write(after)
         try:
             git("add", "--", manifest)
-            git("commit", "--quiet", "-m",
+            git(
+                "commit",
+                "--quiet",
+                "-m",
                 commit_message or f"Upgrade filewcount to {new_image}\n\nChanged by playbooks/upgrade.yml.",
-                "--", manifest)
+                "--",
+                manifest,
+            )
         except GitCommandError:
             # The tree was clean before the edit: put the file back so a re-run is not refused as dirty.
             git("reset", "--quiet", "--", manifest, check=False)

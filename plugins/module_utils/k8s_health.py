@@ -175,11 +175,22 @@ def _metric_text(utilization: Any, value: Any) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ quantities
 _SUFFIXES = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
 }
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 
@@ -229,8 +240,10 @@ DEFAULT_REQUIRED_TARGETS: list[dict[str, Any]] = [
     {"name": "Flux source-controller", "labels": {"namespace": "flux-system", "pod": "source-controller-.*"}},
     {"name": "Flux kustomize-controller", "labels": {"namespace": "flux-system", "pod": "kustomize-controller-.*"}},
     {"name": "Flux helm-controller", "labels": {"namespace": "flux-system", "pod": "helm-controller-.*"}},
-    {"name": "Flux notification-controller",
-     "labels": {"namespace": "flux-system", "pod": "notification-controller-.*"}},
+    {
+        "name": "Flux notification-controller",
+        "labels": {"namespace": "flux-system", "pod": "notification-controller-.*"},
+    },
 ]
 
 
@@ -252,14 +265,16 @@ def target_problems(response: Any, required: Iterable[Mapping[str, Any]] | None 
             patterns = {k: re.compile(str(v)) for k, v in (group.get("labels") or {}).items()}
         except re.error as exc:
             raise HealthError(f"bad label pattern in required target {group.get('name')!r}: {exc}") from exc
-        matching = [t for t in active if all(p.fullmatch(str((t.get("labels") or {}).get(k, ""))) for k, p in
-                                             patterns.items())]
+        matching = [
+            t for t in active if all(p.fullmatch(str((t.get("labels") or {}).get(k, ""))) for k, p in patterns.items())
+        ]
         if not matching:
             wanted = ", ".join(f"{k}=~{v}" for k, v in (group.get("labels") or {}).items())
             problems.append(f"{group.get('name')}: no scrape target with {wanted}")
         elif not any(t.get("health") == "up" for t in matching):
-            errors = "; ".join(sorted({f"{t.get('scrapeUrl', '?')} {t.get('health')}: {t.get('lastError') or '-'}"
-                                       for t in matching}))
+            errors = "; ".join(
+                sorted({f"{t.get('scrapeUrl', '?')} {t.get('health')}: {t.get('lastError') or '-'}" for t in matching})
+            )
             problems.append(f"{group.get('name')}: {len(matching)} target(s), none up ({errors})")
     return problems
 
@@ -272,16 +287,23 @@ def recent_warnings(events: Iterable[Mapping[str, Any]] | None, limit: int = 10)
         if ev.get("type", "Normal") != "Warning":
             continue
         obj = ev.get("involvedObject") or ev.get("regarding") or {}
-        when = (ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp")
-                or (ev.get("metadata") or {}).get("creationTimestamp") or "")
+        when = (
+            ev.get("lastTimestamp")
+            or ev.get("eventTime")
+            or ev.get("firstTimestamp")
+            or (ev.get("metadata") or {}).get("creationTimestamp")
+            or ""
+        )
         namespace = obj.get("namespace") or (ev.get("metadata") or {}).get("namespace")
-        rows.append({
-            "time": str(when),
-            "object": "/".join(p for p in (obj.get("kind", "?"), namespace, obj.get("name", "?")) if p),
-            "reason": ev.get("reason") or "-",
-            "message": " ".join(str(ev.get("message") or ev.get("note") or "").split()),
-            "count": ev.get("count") or (ev.get("series") or {}).get("count") or 1,
-        })
+        rows.append(
+            {
+                "time": str(when),
+                "object": "/".join(p for p in (obj.get("kind", "?"), namespace, obj.get("name", "?")) if p),
+                "reason": ev.get("reason") or "-",
+                "message": " ".join(str(ev.get("message") or ev.get("note") or "").split()),
+                "count": ev.get("count") or (ev.get("series") or {}).get("count") or 1,
+            }
+        )
     rows.sort(key=lambda r: r["time"], reverse=True)
     return rows[: max(0, int(limit))]
 

@@ -59,8 +59,9 @@ def validate_config(config: dict) -> None:
     if not isinstance(config, dict):
         raise KindError("The kind config must be a mapping: pass a kind Cluster config.")
     if config.get("kind") != "Cluster" or config.get("apiVersion") != KIND_API_VERSION:
-        raise KindError(f"The kind config must have kind: Cluster and apiVersion: {KIND_API_VERSION}: "
-                        "fix the rendered config.")
+        raise KindError(
+            f"The kind config must have kind: Cluster and apiVersion: {KIND_API_VERSION}: fix the rendered config."
+        )
     nodes = config.get("nodes") or []
     if not any((n or {}).get("role", "control-plane") == "control-plane" for n in nodes) and nodes:
         raise KindError("The kind config has no control-plane node: add one to nodes.")
@@ -92,36 +93,50 @@ def _first_error(stderr: str) -> str:
     """The most telling line: the failed command's own output when kind shows it, else kind's ERROR line."""
     for raw in reversed(stderr.splitlines()):
         if raw.strip().startswith("Command Output:"):
-            return raw.strip()[len("Command Output:"):].strip()
+            return raw.strip()[len("Command Output:") :].strip()
     for raw in stderr.splitlines():
         line = raw.strip()
         if line.startswith("ERROR:"):
-            return line[len("ERROR:"):].strip()
+            return line[len("ERROR:") :].strip()
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     return lines[-1] if lines else "no error output"
 
 
 # (all substrings that must appear in the lower-cased stderr, sentence template); first match wins.
 _FAILURES = (
-    (("permission denied", "docker"),
-     "kind {action} failed because your user may not use the Docker daemon socket: add yourself to the docker "
-     "group (`sudo usermod -aG docker $USER`) and log in again."),
-    (("cannot connect to the docker daemon",),
-     "kind {action} failed because the Docker daemon is not running: start Docker and run again."),
-    (("port is already allocated",),
-     "kind {action} failed because a host port of the cluster's port mappings is taken ({detail}): free the port "
-     "or choose other host ports."),
-    (("address already in use",),
-     "kind {action} failed because a host port of the cluster's port mappings is taken ({detail}): free the port "
-     "or choose other host ports."),
-    (("already exist for a cluster with the name",),
-     "kind {action} failed because a cluster with that name already exists ({detail}): delete it with "
-     "`kind delete cluster --name NAME` or use another name."),
-    (("no space left on device",),
-     "kind {action} failed because the disk is full: free some space (`docker system prune`) and run again."),
-    (("pull", "image"),
-     "kind {action} failed while pulling the node image ({detail}): check the network and that the pinned "
-     "image exists for this kind release."),
+    (
+        ("permission denied", "docker"),
+        "kind {action} failed because your user may not use the Docker daemon socket: add yourself to the docker "
+        "group (`sudo usermod -aG docker $USER`) and log in again.",
+    ),
+    (
+        ("cannot connect to the docker daemon",),
+        "kind {action} failed because the Docker daemon is not running: start Docker and run again.",
+    ),
+    (
+        ("port is already allocated",),
+        "kind {action} failed because a host port of the cluster's port mappings is taken ({detail}): free the port "
+        "or choose other host ports.",
+    ),
+    (
+        ("address already in use",),
+        "kind {action} failed because a host port of the cluster's port mappings is taken ({detail}): free the port "
+        "or choose other host ports.",
+    ),
+    (
+        ("already exist for a cluster with the name",),
+        "kind {action} failed because a cluster with that name already exists ({detail}): delete it with "
+        "`kind delete cluster --name NAME` or use another name.",
+    ),
+    (
+        ("no space left on device",),
+        "kind {action} failed because the disk is full: free some space (`docker system prune`) and run again.",
+    ),
+    (
+        ("pull", "image"),
+        "kind {action} failed while pulling the node image ({detail}): check the network and that the pinned "
+        "image exists for this kind release.",
+    ),
 )
 
 
@@ -163,8 +178,7 @@ class KindCLI:
             argv += ["--kubeconfig", kubeconfig]
         self._call("export kubeconfig", argv)
 
-    def create_cluster(self, name: str, config_path: str, kubeconfig: str, wait: int = 0,
-                       retain: bool = False) -> None:
+    def create_cluster(self, name: str, config_path: str, kubeconfig: str, wait: int = 0, retain: bool = False) -> None:
         argv = ["create", "cluster", "--name", name, "--config", config_path, "--kubeconfig", kubeconfig]
         if wait:
             argv += ["--wait", f"{int(wait)}s"]
@@ -241,15 +255,18 @@ def read_node_labels(kubeconfig: str, context: str) -> list[dict]:
     try:
         from kubernetes import client, config  # noqa: PLC0415
     except ImportError as exc:
-        raise KindError(f"The Python kubernetes library is missing ({exc}): install it "
-                        "(`pip install kubernetes`).") from exc
+        raise KindError(
+            f"The Python kubernetes library is missing ({exc}): install it (`pip install kubernetes`)."
+        ) from exc
     try:
         api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
         nodes = client.CoreV1Api(api_client).list_node(_request_timeout=30)
     except Exception as exc:
         reason = (str(exc).splitlines() or ["no detail"])[0]
-        raise KindError(f"The cluster's API could not be read through context {context} ({reason}): check that the "
-                        "cluster is running (`docker ps`) or recreate it.") from exc
+        raise KindError(
+            f"The cluster's API could not be read through context {context} ({reason}): check that the "
+            "cluster is running (`docker ps`) or recreate it."
+        ) from exc
     return [{"name": n.metadata.name, "labels": dict(n.metadata.labels or {})} for n in nodes.items]
 
 
@@ -271,18 +288,23 @@ class Outcome:
 
 
 def recreate_hint(name: str, kubeconfig: str) -> str:
-    return (f"`make teardown && make bootstrap`, or `kind delete cluster --name {name} --kubeconfig {kubeconfig}` "
-            "and run again")
+    return (
+        f"`make teardown && make bootstrap`, or `kind delete cluster --name {name} --kubeconfig {kubeconfig}` "
+        "and run again"
+    )
 
 
 def _mismatch(name: str, current: str | None, digest: str) -> str | None:
     if current == digest:
         return None
     if not current:
-        return (f"The kind cluster '{name}' exists but its nodes carry no single {CONFIG_HASH_LABEL} label, so its "
-                "configuration is unknown (it was not created by this project)")
-    return (f"The kind cluster '{name}' was created from a different configuration (config hash {current}, "
-            f"wanted {digest})")
+        return (
+            f"The kind cluster '{name}' exists but its nodes carry no single {CONFIG_HASH_LABEL} label, so its "
+            "configuration is unknown (it was not created by this project)"
+        )
+    return (
+        f"The kind cluster '{name}' was created from a different configuration (config hash {current}, wanted {digest})"
+    )
 
 
 def _write_config(config: dict, directory: str | None) -> str:
@@ -308,10 +330,21 @@ def _ensure_kubeconfig(cli: KindCLI, name: str, path: str, check_mode: bool, out
     return wanted
 
 
-def ensure_present(cli: KindCLI, name: str, config: dict, kubeconfig: str, *, check_mode: bool = False,
-                   on_mismatch: str = "fail", wait: int = 0, retain: bool = False,
-                   export_user_kubeconfig: bool = False, node_reader: NodeReader = read_node_labels,
-                   tmpdir: str | None = None, user_kubeconfig: str | None = None) -> Outcome:
+def ensure_present(
+    cli: KindCLI,
+    name: str,
+    config: dict,
+    kubeconfig: str,
+    *,
+    check_mode: bool = False,
+    on_mismatch: str = "fail",
+    wait: int = 0,
+    retain: bool = False,
+    export_user_kubeconfig: bool = False,
+    node_reader: NodeReader = read_node_labels,
+    tmpdir: str | None = None,
+    user_kubeconfig: str | None = None,
+) -> Outcome:
     rendered, digest = render_config(config, name)
     outcome = Outcome(config_hash=digest, config=rendered)
     outcome.after = {"name": name, "exists": True, "config_hash": digest}
@@ -370,8 +403,15 @@ def _has_context(path: str, context: str) -> bool:
     return bool(isinstance(data, dict) and _named(data.get("contexts"), context))
 
 
-def ensure_absent(cli: KindCLI, name: str, kubeconfig: str | None, *, check_mode: bool = False,
-                  clean_user_kubeconfig: bool = False, user_kubeconfig: str | None = None) -> Outcome:
+def ensure_absent(
+    cli: KindCLI,
+    name: str,
+    kubeconfig: str | None,
+    *,
+    check_mode: bool = False,
+    clean_user_kubeconfig: bool = False,
+    user_kubeconfig: str | None = None,
+) -> Outcome:
     """Delete the cluster and its context from the project kubeconfig (and, when asked, the user's)."""
     outcome = Outcome(after={"name": name, "exists": False})
     exists = name in cli.get_clusters()

@@ -98,9 +98,13 @@ def classify_docker_error(stderr: str) -> str:
     text = stderr.lower()
     if "permission denied" in text:
         return "permission"
-    if "cannot connect to the docker daemon" in text or "is the docker daemon running" in text \
-            or "connection refused" in text or "no such file or directory" in text \
-            or "error during connect" in text:
+    if (
+        "cannot connect to the docker daemon" in text
+        or "is the docker daemon running" in text
+        or "connection refused" in text
+        or "no such file or directory" in text
+        or "error during connect" in text
+    ):
         return "not_running"
     return "other"
 
@@ -119,15 +123,21 @@ def check_docker_daemon(docker: str = "docker", run: RunFn = _default_run) -> Ch
     endpoint = _docker_endpoint(err)
     kind = classify_docker_error(err)
     if kind == "permission":
-        msg = (f"Your user may not use the Docker daemon socket {endpoint} (permission denied): add yourself to the "
-               "docker group with `sudo usermod -aG docker $USER`, then log out and in again.")
+        msg = (
+            f"Your user may not use the Docker daemon socket {endpoint} (permission denied): add yourself to the "
+            "docker group with `sudo usermod -aG docker $USER`, then log out and in again."
+        )
     elif kind == "not_running":
-        msg = (f"The Docker daemon is not running or not reachable at {endpoint}: start Docker (`sudo systemctl start "
-               "docker`, or open Docker Desktop) and run again.")
+        msg = (
+            f"The Docker daemon is not running or not reachable at {endpoint}: start Docker (`sudo systemctl start "
+            "docker`, or open Docker Desktop) and run again."
+        )
     else:
         first = (err.strip().splitlines() or ["no output"])[0].split(". ")[0]
-        msg = ("`{} version` failed ({}): fix the Docker installation until `docker version` shows a "
-               "Server section, then run again.").format(docker, first.rstrip("."))
+        msg = (
+            "`{} version` failed ({}): fix the Docker installation until `docker version` shows a "
+            "Server section, then run again."
+        ).format(docker, first.rstrip("."))
     return CheckResult("docker_daemon", False, msg, details={"rc": rc, "stderr": err.strip(), "reason": kind})
 
 
@@ -252,8 +262,9 @@ def parse_lsof(output: str) -> str | None:
     return None
 
 
-def find_port_holder(port: int, run: RunFn = _default_run, proc_root: str = "/proc",
-                     which: Callable[[str], str | None] = shutil.which) -> str | None:
+def find_port_holder(
+    port: int, run: RunFn = _default_run, proc_root: str = "/proc", which: Callable[[str], str | None] = shutil.which
+) -> str | None:
     holder = None
     if os.path.isdir(os.path.join(proc_root, "net")):
         holder = find_port_holder_proc(port, proc_root)
@@ -264,9 +275,15 @@ def find_port_holder(port: int, run: RunFn = _default_run, proc_root: str = "/pr
     return holder
 
 
-def check_ports(ports: Iterable[int], cluster_name: str, *, docker: str = "docker", run: RunFn = _default_run,
-                is_free: Callable[[int], bool] = port_is_free,
-                holder: Callable[[int], str | None] | None = None) -> CheckResult:
+def check_ports(
+    ports: Iterable[int],
+    cluster_name: str,
+    *,
+    docker: str = "docker",
+    run: RunFn = _default_run,
+    is_free: Callable[[int], bool] = port_is_free,
+    holder: Callable[[int], str | None] | None = None,
+) -> CheckResult:
     ports = [int(p) for p in ports]
     for port in ports:
         if not 0 < port < 65536:
@@ -286,12 +303,15 @@ def check_ports(ports: Iterable[int], cluster_name: str, *, docker: str = "docke
         details["other"][port] = problems[port]
     if not problems:
         return CheckResult("ports", True, details=details)
-    tail = (f", not by the kind cluster '{cluster_name}': stop {{0}} or choose other free host ports for the "
-            "cluster's port mappings.")
+    tail = (
+        f", not by the kind cluster '{cluster_name}': stop {{0}} or choose other free host ports for the "
+        "cluster's port mappings."
+    )
     if len(problems) == 1:
         port, who = next(iter(problems.items()))
-        msg = f"Host port {port} is in use by {who or 'a program that could not be identified'}" \
-            + tail.format("that program")
+        msg = f"Host port {port} is in use by {who or 'a program that could not be identified'}" + tail.format(
+            "that program"
+        )
     else:
         ports_text = ", ".join(str(p) for p in list(problems)[:-1]) + f" and {list(problems)[-1]}"
         whos = "; ".join(f"{p}: {w or 'unidentified'}" for p, w in problems.items())
@@ -311,8 +331,12 @@ def read_sysctl(name: str, proc_root: str = "/proc") -> int | None:
         return None
 
 
-def check_inotify(min_watches: int = INOTIFY_MIN_WATCHES, min_instances: int = INOTIFY_MIN_INSTANCES,
-                  platform: str = sys.platform, read: Callable[[str], int | None] = read_sysctl) -> CheckResult:
+def check_inotify(
+    min_watches: int = INOTIFY_MIN_WATCHES,
+    min_instances: int = INOTIFY_MIN_INSTANCES,
+    platform: str = sys.platform,
+    read: Callable[[str], int | None] = read_sysctl,
+) -> CheckResult:
     if not platform.startswith("linux"):
         return CheckResult("inotify", True, skipped=True, details={"reason": "not Linux"})
     wanted = {"fs.inotify.max_user_watches": int(min_watches), "fs.inotify.max_user_instances": int(min_instances)}
@@ -324,8 +348,10 @@ def check_inotify(min_watches: int = INOTIFY_MIN_WATCHES, min_instances: int = I
     have = " and ".join(f"{key} is {current[key]}" for key in low)
     want = " and ".join(str(wanted[key]) for key in low)
     cmd = "sudo sysctl " + " ".join(f"{key}={wanted[key]}" for key in low)
-    msg = (f"{have}, below the {want} that kind's known issues page recommends against \"too many open files\": run "
-           f"`{cmd}` (and add the same settings to /etc/sysctl.conf to keep them).")
+    msg = (
+        f'{have}, below the {want} that kind\'s known issues page recommends against "too many open files": run '
+        f"`{cmd}` (and add the same settings to /etc/sysctl.conf to keep them)."
+    )
     return CheckResult("inotify", False, msg, details=details)
 
 
@@ -333,8 +359,11 @@ def _gib(num: float) -> str:
     return f"{num / float(1 << 30):.1f}"
 
 
-def check_disk(paths: Iterable[str], min_free_gib: float = DEFAULT_MIN_FREE_DISK_GIB,
-               statvfs: Callable[[str], os.statvfs_result] = os.statvfs) -> CheckResult:
+def check_disk(
+    paths: Iterable[str],
+    min_free_gib: float = DEFAULT_MIN_FREE_DISK_GIB,
+    statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
+) -> CheckResult:
     needed = float(min_free_gib) * (1 << 30)
     checked = {}
     for path in paths:
@@ -351,14 +380,17 @@ def check_disk(paths: Iterable[str], min_free_gib: float = DEFAULT_MIN_FREE_DISK
         free = st.f_bavail * st.f_frsize
         checked[path] = free
         if free < needed:
-            msg = (f"Only {_gib(free)} GiB is free on {probe}, less than the {min_free_gib} GiB the kind node image "
-                   "and the cluster's images need: free some space (for example `docker system prune`) and run again.")
+            msg = (
+                f"Only {_gib(free)} GiB is free on {probe}, less than the {min_free_gib} GiB the kind node image "
+                "and the cluster's images need: free some space (for example `docker system prune`) and run again."
+            )
             return CheckResult("disk", False, msg, details={"free_bytes": checked})
     return CheckResult("disk", True, details={"free_bytes": checked})
 
 
-def check_python(modules: Iterable[str], importer: Callable[[str], object] = importlib.import_module,
-                 python: str = sys.executable) -> CheckResult:
+def check_python(
+    modules: Iterable[str], importer: Callable[[str], object] = importlib.import_module, python: str = sys.executable
+) -> CheckResult:
     missing = []
     for name in modules:
         try:
@@ -369,8 +401,9 @@ def check_python(modules: Iterable[str], importer: Callable[[str], object] = imp
         return CheckResult("python", True, details={"python": python})
     pip = " ".join(PIP_NAMES.get(name, name) for name in missing)
     noun = "library" if len(missing) == 1 else "libraries"
-    msg = ("The Python {0} {1} cannot be imported by {2}: install with `{2} -m pip install {3}` "
-           "(or run `make bootstrap`).").format(noun, ", ".join(missing), python, pip)
+    msg = (
+        "The Python {0} {1} cannot be imported by {2}: install with `{2} -m pip install {3}` (or run `make bootstrap`)."
+    ).format(noun, ", ".join(missing), python, pip)
     return CheckResult("python", False, msg, details={"python": python, "missing": missing})
 
 
@@ -382,8 +415,10 @@ def check_mode(mode: str, env: Mapping[str, str] | None = None, token_var: str =
     if mode not in ("local", "github"):
         raise PreflightError(f"mode must be local or github, not {mode!r}")
     if mode == "github" and not env.get(token_var, "").strip():
-        msg = (f"The github mode needs a GitHub token but {token_var} is not set: export {token_var} with a personal "
-               "access token that may write to your repository, or use the local mode (-e gitops_mode=local).")
+        msg = (
+            f"The github mode needs a GitHub token but {token_var} is not set: export {token_var} with a personal "
+            "access token that may write to your repository, or use the local mode (-e gitops_mode=local)."
+        )
         return CheckResult("mode", False, msg, details={"mode": mode})
     return CheckResult("mode", True, details={"mode": mode})
 
@@ -405,12 +440,22 @@ def _docker_checks(checks: Sequence[str], docker: str, run: RunFn) -> tuple[list
     return results, cli_ok, daemon_ok
 
 
-def run_checks(checks: Sequence[str], *, docker: str = "docker", ports: Sequence[int] = (8080, 8081, 8082),
-               cluster_name: str = "filewcount", mode: str = "local", min_free_disk_gib: float = 6,
-               disk_paths: Sequence[str] = (), inotify_min_watches: int = INOTIFY_MIN_WATCHES,
-               inotify_min_instances: int = INOTIFY_MIN_INSTANCES, python_modules: Sequence[str] = (),
-               token_var: str = TOKEN_VAR, run: RunFn = _default_run,
-               env: Mapping[str, str] | None = None) -> list[CheckResult]:
+def run_checks(
+    checks: Sequence[str],
+    *,
+    docker: str = "docker",
+    ports: Sequence[int] = (8080, 8081, 8082),
+    cluster_name: str = "filewcount",
+    mode: str = "local",
+    min_free_disk_gib: float = 6,
+    disk_paths: Sequence[str] = (),
+    inotify_min_watches: int = INOTIFY_MIN_WATCHES,
+    inotify_min_instances: int = INOTIFY_MIN_INSTANCES,
+    python_modules: Sequence[str] = (),
+    token_var: str = TOKEN_VAR,
+    run: RunFn = _default_run,
+    env: Mapping[str, str] | None = None,
+) -> list[CheckResult]:
     """Run the named checks in a fixed order; docker-dependent checks are skipped when docker is unusable."""
     unknown = [c for c in checks if c not in ALL_CHECKS]
     if unknown:

@@ -73,8 +73,9 @@ def flux_rows(objs: Iterable[Mapping[str, Any]], revision_of) -> list[list[str]]
     rows = []
     for obj in sorted(objs or [], key=lambda o: (o.get("kind", ""), _name(o))):
         ready, message = _ready(obj)
-        rows.append([f"{obj.get('kind', '')}", _name(obj), f"Ready={ready}", short_revision(revision_of(obj)),
-                     _clip(message)])
+        rows.append(
+            [f"{obj.get('kind', '')}", _name(obj), f"Ready={ready}", short_revision(revision_of(obj)), _clip(message)]
+        )
     return rows
 
 
@@ -138,27 +139,32 @@ def build_report(data: Mapping[str, Any]) -> list[str]:
     if data.get("context"):
         lines.append(f"Cluster: {data['context']}")
     lines += _section("Flux sources", flux_rows(data.get("sources"), _source_revision), "none found")
-    lines += _section("Flux Kustomizations", flux_rows(data.get("kustomizations"), _kustomization_revision),
-                      "none found")
+    lines += _section(
+        "Flux Kustomizations", flux_rows(data.get("kustomizations"), _kustomization_revision), "none found"
+    )
     lines += _section("HelmReleases", flux_rows(data.get("helmreleases"), _helmrelease_revision), "none found")
 
     pod_metrics = {(_name(m)): m for m in data.get("pod_metrics") or []}
     app_rows = []
     for hpa in sorted(data.get("hpas") or [], key=_name):
         cpu = hpa_cpu(hpa)
-        app_rows.append([
-            "HPA", _name(hpa),
-            f"replicas {cpu['current_replicas'] if cpu['current_replicas'] is not None else '?'} current / "
-            f"{cpu['desired_replicas'] if cpu['desired_replicas'] is not None else '?'} desired "
-            f"(min {cpu['min_replicas']}, max {cpu['max_replicas']})",
-            f"CPU {cpu['current'] or 'unknown (no metrics yet)'} of target {cpu['target'] or '-'}",
-        ])
+        app_rows.append(
+            [
+                "HPA",
+                _name(hpa),
+                f"replicas {cpu['current_replicas'] if cpu['current_replicas'] is not None else '?'} current / "
+                f"{cpu['desired_replicas'] if cpu['desired_replicas'] is not None else '?'} desired "
+                f"(min {cpu['min_replicas']}, max {cpu['max_replicas']})",
+                f"CPU {cpu['current'] or 'unknown (no metrics yet)'} of target {cpu['target'] or '-'}",
+            ]
+        )
     for pod in sorted(data.get("pods") or [], key=_name):
         phase, ready, restarts = _pod_state(pod)
         cpu, mem = _usage(pod_metrics.get(_name(pod)))
         image = ",".join(c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or [])
-        app_rows.append(["Pod", _name(pod), f"{phase} ready {ready} restarts {restarts}",
-                         f"cpu {cpu} mem {mem} {image}".rstrip()])
+        app_rows.append(
+            ["Pod", _name(pod), f"{phase} ready {ready} restarts {restarts}", f"cpu {cpu} mem {mem} {image}".rstrip()]
+        )
     lines += _section("Application", app_rows, "no pods or HPA found")
 
     if data.get("metrics_available", True) is False:
@@ -170,12 +176,20 @@ def build_report(data: Mapping[str, Any]) -> list[str]:
             node_rows.append(["Node", _name(node), f"cpu {cpu}", f"mem {mem}"])
         all_pods = data.get("pod_metrics") or []
         if all_pods:
-            total_cpu = sum(parse_cpu(c.get("usage", {}).get("cpu", 0)) for m in all_pods
-                            for c in m.get("containers") or [])
-            total_mem = sum(parse_memory(c.get("usage", {}).get("memory", 0)) for m in all_pods
-                            for c in m.get("containers") or [])
-            node_rows.append(["Pods", f"{len(all_pods)} with metrics", f"cpu {format_cpu(total_cpu)}",
-                              f"mem {format_memory(total_mem)}"])
+            total_cpu = sum(
+                parse_cpu(c.get("usage", {}).get("cpu", 0)) for m in all_pods for c in m.get("containers") or []
+            )
+            total_mem = sum(
+                parse_memory(c.get("usage", {}).get("memory", 0)) for m in all_pods for c in m.get("containers") or []
+            )
+            node_rows.append(
+                [
+                    "Pods",
+                    f"{len(all_pods)} with metrics",
+                    f"cpu {format_cpu(total_cpu)}",
+                    f"mem {format_memory(total_mem)}",
+                ]
+            )
         lines += _section("Metrics", node_rows, "no node or pod metrics yet")
 
     warnings = recent_warnings(data.get("events"), int(data.get("events_limit", 10)))

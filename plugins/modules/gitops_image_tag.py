@@ -151,18 +151,32 @@ def main():
 
     try:
         result = upgrade(
-            Git(params["repo_dir"], run, identity), manifest=params["manifest"], image=params["image"],
-            tag=params["tag"], remote=params["remote"], branch=params["branch"], check_mode=module.check_mode,
-            tag_pattern=params["tag_pattern"], commit_message=params["commit_message"],
+            Git(params["repo_dir"], run, identity),
+            manifest=params["manifest"],
+            image=params["image"],
+            tag=params["tag"],
+            remote=params["remote"],
+            branch=params["branch"],
+            check_mode=module.check_mode,
+            tag_pattern=params["tag_pattern"],
+            commit_message=params["commit_message"],
         )
     except GitopsImageError as exc:
         module.fail_json(msg=str(exc), error=type(exc).__name__)
-    out = dict(changed=result.changed, old_images=result.old_images, new_image=result.new_image,
-               commit=result.head, committed=bool(result.committed), pushed=result.pushed, branch=result.branch,
-               message=result.message)
+    out = dict(
+        changed=result.changed,
+        old_images=result.old_images,
+        new_image=result.new_image,
+        commit=result.head,
+        committed=bool(result.committed),
+        pushed=result.pushed,
+        branch=result.branch,
+        message=result.message,
+    )
     if module._diff and result.before != result.after:
-        out["diff"] = dict(before=result.before, after=result.after,
-                           before_header=params["manifest"], after_header=params["manifest"])
+        out["diff"] = dict(
+            before=result.before, after=result.after, before_header=params["manifest"], after_header=params["manifest"]
+        )
     module.exit_json(**out)
 
 

@@ -160,19 +160,33 @@ def main():
     )
     p = module.params
     if not shutil.which(p["kind_command"]):
-        module.fail_json(msg=f"The kind CLI ({p['kind_command']}) was not found: install kind or let the "
-                         "filewcount.gitops.kind role download it.")
+        module.fail_json(
+            msg=f"The kind CLI ({p['kind_command']}) was not found: install kind or let the "
+            "filewcount.gitops.kind role download it."
+        )
     cli = KindCLI(lambda argv: module.run_command(list(argv), check_rc=False), kind=p["kind_command"])
     try:
         if p["state"] == "present":
             outcome = ensure_present(
-                cli, p["name"], p["config"], p["kubeconfig"], check_mode=module.check_mode,
-                on_mismatch=p["on_config_change"], wait=p["wait"], retain=p["retain"],
-                export_user_kubeconfig=p["export_user_kubeconfig"], tmpdir=module.tmpdir,
+                cli,
+                p["name"],
+                p["config"],
+                p["kubeconfig"],
+                check_mode=module.check_mode,
+                on_mismatch=p["on_config_change"],
+                wait=p["wait"],
+                retain=p["retain"],
+                export_user_kubeconfig=p["export_user_kubeconfig"],
+                tmpdir=module.tmpdir,
             )
         else:
-            outcome = ensure_absent(cli, p["name"], p["kubeconfig"], check_mode=module.check_mode,
-                                    clean_user_kubeconfig=p["export_user_kubeconfig"])
+            outcome = ensure_absent(
+                cli,
+                p["name"],
+                p["kubeconfig"],
+                check_mode=module.check_mode,
+                clean_user_kubeconfig=p["export_user_kubeconfig"],
+            )
     except KindError as exc:
         module.fail_json(msg=str(exc), context=context_name(p["name"]))
     for warning in outcome.warnings:

@@ -151,10 +151,18 @@ def main():
 
     try:
         results = run_checks(
-            p["checks"], docker=p["docker_command"], ports=p["ports"], cluster_name=p["cluster_name"],
-            mode=p["mode"], min_free_disk_gib=p["min_free_disk_gib"], disk_paths=p["disk_paths"],
-            inotify_min_watches=p["inotify_min_watches"], inotify_min_instances=p["inotify_min_instances"],
-            python_modules=p["python_modules"], token_var=p["token_env"], run=run,
+            p["checks"],
+            docker=p["docker_command"],
+            ports=p["ports"],
+            cluster_name=p["cluster_name"],
+            mode=p["mode"],
+            min_free_disk_gib=p["min_free_disk_gib"],
+            disk_paths=p["disk_paths"],
+            inotify_min_watches=p["inotify_min_watches"],
+            inotify_min_instances=p["inotify_min_instances"],
+            python_modules=p["python_modules"],
+            token_var=p["token_env"],
+            run=run,
         )
     except PreflightError as exc:
         module.fail_json(msg=f"Preflight could not run: {exc}.", checks=[], failures=[])

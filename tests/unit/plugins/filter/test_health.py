@@ -11,15 +11,33 @@ FILTERS = FilterModule().filters()
 
 
 def test_filter_names():
-    assert sorted(FILTERS) == sorted([
-        "condition_status", "describe_condition", "not_ready", "rollout_state", "hpa_cpu",
-        "prometheus_target_problems", "recent_warnings", "describe_warnings", "phase_durations",
-        "format_phase_durations", "status_report"])
+    assert sorted(FILTERS) == sorted(
+        [
+            "condition_status",
+            "describe_condition",
+            "not_ready",
+            "rollout_state",
+            "hpa_cpu",
+            "prometheus_target_problems",
+            "recent_warnings",
+            "describe_warnings",
+            "phase_durations",
+            "format_phase_durations",
+            "status_report",
+        ]
+    )
 
 
 def test_condition_status_on_a_registered_result():
-    result = {"resources": [{"kind": "Kustomization", "metadata": {"name": "apps"},
-                             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]}
+    result = {
+        "resources": [
+            {
+                "kind": "Kustomization",
+                "metadata": {"name": "apps"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        ]
+    }
     assert FILTERS["condition_status"](result) == "True"
 
 
@@ -32,5 +50,6 @@ def test_module_utils_errors_become_filter_errors():
     with pytest.raises(AnsibleFilterError, match="condition_status: expected a Kubernetes object"):
         FILTERS["condition_status"]("not an object")
     with pytest.raises(AnsibleFilterError, match="bad label pattern"):
-        FILTERS["prometheus_target_problems"]({"status": "success", "data": {"activeTargets": []}},
-                                              [{"name": "x", "labels": {"job": "("}}])
+        FILTERS["prometheus_target_problems"](
+            {"status": "success", "data": {"activeTargets": []}}, [{"name": "x", "labels": {"job": "("}}]
+        )

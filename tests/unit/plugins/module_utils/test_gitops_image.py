@@ -36,10 +36,16 @@ def test_validate_tag_accepts_versions(tag):
 
 @pytest.mark.parametrize(
     ("tag", "needle"),
-    [("", "No image tag given"), (None, "No image tag given"), ("latest", "Refusing the tag 'latest'"),
-     ("2.0 ; rm", "not a valid container image tag"), (":2.0", "not a valid container image tag"),
-     ("x" * 129, "not a valid container image tag"), ("two", "does not match the expected version format"),
-     ("2", "does not match")],
+    [
+        ("", "No image tag given"),
+        (None, "No image tag given"),
+        ("latest", "Refusing the tag 'latest'"),
+        ("2.0 ; rm", "not a valid container image tag"),
+        (":2.0", "not a valid container image tag"),
+        ("x" * 129, "not a valid container image tag"),
+        ("two", "does not match the expected version format"),
+        ("2", "does not match"),
+    ],
 )
 def test_validate_tag_rejects(tag, needle):
     with pytest.raises(g.InvalidTagError, match=needle):
@@ -63,8 +69,10 @@ def test_replace_image_tag_line_forms(line, expected):
 
 
 def test_replace_leaves_other_images_and_keys_alone():
-    text = DEPLOYMENT + "        - name: side\n          image: docker.io/bldrtech/filewcount-sidecar:1.0\n" \
-                        "# image: docker.io/bldrtech/filewcount:0.9 (history)\n"
+    text = (
+        DEPLOYMENT + "        - name: side\n          image: docker.io/bldrtech/filewcount-sidecar:1.0\n"
+        "# image: docker.io/bldrtech/filewcount:0.9 (history)\n"
+    )
     new, old = g.replace_image_tag(text, IMAGE, "2.0")
     assert old == ["docker.io/bldrtech/filewcount:1.0"]
     assert "filewcount-sidecar:1.0" in new
@@ -92,7 +100,8 @@ def test_yaml_check_catches_a_reference_the_regex_missed():
 
 def test_other_registry_matches_only_exact_name():
     assert g.current_images("image: ghcr.io/bldrtech/filewcount:1\n", "ghcr.io/bldrtech/filewcount") == [
-        "ghcr.io/bldrtech/filewcount:1"]
+        "ghcr.io/bldrtech/filewcount:1"
+    ]
     assert g.current_images("image: bldrtech/filewcount:1\n", "ghcr.io/bldrtech/filewcount") == []
 
 
@@ -238,8 +247,13 @@ def test_empty_remote_branch_is_created(tmp_path):
     _git(work, "add", ".")
     _git(work, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "seed")
     _git(work, "remote", "add", "local", str(bare))
-    result = g.upgrade(g.Git(str(work), identity={"user.name": "t", "user.email": "t@example.invalid"}),
-                       manifest=MANIFEST, image=IMAGE, tag="2.0", remote="local")
+    result = g.upgrade(
+        g.Git(str(work), identity={"user.name": "t", "user.email": "t@example.invalid"}),
+        manifest=MANIFEST,
+        image=IMAGE,
+        tag="2.0",
+        remote="local",
+    )
     assert result.pushed and result.remote_commit_before is None
     assert "filewcount:2.0" in _git(bare, "show", f"main:{MANIFEST}")
 

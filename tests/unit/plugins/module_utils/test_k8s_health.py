@@ -42,8 +42,10 @@ def test_condition_status(objs, expected):
 
 def test_describe_condition_names_object_reason_and_message():
     text = h.describe_condition([_obj(name="kube-prometheus-stack", conditions=[FAILED])])
-    assert text == ("HelmRelease monitoring/kube-prometheus-stack: Ready=False reason=InstallFailed "
-                    "message=context deadline exceeded")
+    assert text == (
+        "HelmRelease monitoring/kube-prometheus-stack: Ready=False reason=InstallFailed "
+        "message=context deadline exceeded"
+    )
     assert "no Ready condition" in h.describe_condition([_obj(conditions=[])])
     assert h.describe_condition([]) == "object not found"
 
@@ -53,15 +55,34 @@ def test_first_rejects_wrong_type():
         h.condition_status("HelmRelease")
 
 
-def _deploy(*, replicas=3, updated=3, available=3, total=3, unavailable=None, generation=2, observed=2,
-            image="docker.io/bldrtech/filewcount:1.0", conditions=None):
-    status = {"updatedReplicas": updated, "availableReplicas": available, "replicas": total,
-              "readyReplicas": available, "observedGeneration": observed, "conditions": conditions or []}
+def _deploy(
+    *,
+    replicas=3,
+    updated=3,
+    available=3,
+    total=3,
+    unavailable=None,
+    generation=2,
+    observed=2,
+    image="docker.io/bldrtech/filewcount:1.0",
+    conditions=None,
+):
+    status = {
+        "updatedReplicas": updated,
+        "availableReplicas": available,
+        "replicas": total,
+        "readyReplicas": available,
+        "observedGeneration": observed,
+        "conditions": conditions or [],
+    }
     if unavailable is not None:
         status["unavailableReplicas"] = unavailable
-    return {"kind": "Deployment", "metadata": {"name": "filewcount", "generation": generation},
-            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}},
-            "status": status}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "filewcount", "generation": generation},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}},
+        "status": status,
+    }
 
 
 @pytest.mark.parametrize(
@@ -75,9 +96,22 @@ def _deploy(*, replicas=3, updated=3, available=3, total=3, unavailable=None, ge
         (_deploy(total=4), None, False, "1 old replicas pending termination"),
         (_deploy(available=2), None, False, "2 of 3 updated replicas available"),
         (_deploy(unavailable=1), None, False, "1 replicas unavailable"),
-        (_deploy(conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                              "message": "ReplicaSet has timed out progressing."}], updated=1),
-         None, False, "exceeded its progress deadline: ReplicaSet has timed out"),
+        (
+            _deploy(
+                conditions=[
+                    {
+                        "type": "Progressing",
+                        "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet has timed out progressing.",
+                    }
+                ],
+                updated=1,
+            ),
+            None,
+            False,
+            "exceeded its progress deadline: ReplicaSet has timed out",
+        ),
         ([], None, False, "does not exist"),
     ],
 )
@@ -88,30 +122,68 @@ def test_rollout_state(dep, image, complete, reason_part):
 
 
 def _hpa(current_metrics=None, target=70):
-    return {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "filewcount", "namespace": "filewcount"},
-            "spec": {"minReplicas": 3, "maxReplicas": 10, "metrics": [
-                {"type": "Resource", "resource": {
-                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]},
-            "status": {"currentReplicas": 3, "desiredReplicas": 4, **(
-                {"currentMetrics": current_metrics} if current_metrics is not None else {})}}
+    return {
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "filewcount", "namespace": "filewcount"},
+        "spec": {
+            "minReplicas": 3,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+                }
+            ],
+        },
+        "status": {
+            "currentReplicas": 3,
+            "desiredReplicas": 4,
+            **({"currentMetrics": current_metrics} if current_metrics is not None else {}),
+        },
+    }
 
 
 def test_hpa_cpu_reads_current_utilisation():
-    cpu = h.hpa_cpu([_hpa([{"type": "Resource", "resource": {"name": "cpu", "current": {
-        "averageUtilization": 12, "averageValue": "12m"}}}])])
-    assert cpu == {"found": True, "current": "12%", "target": "70%", "current_replicas": 3, "desired_replicas": 4,
-                   "min_replicas": 3, "max_replicas": 10}
+    cpu = h.hpa_cpu(
+        [
+            _hpa(
+                [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "current": {"averageUtilization": 12, "averageValue": "12m"}},
+                    }
+                ]
+            )
+        ]
+    )
+    assert cpu == {
+        "found": True,
+        "current": "12%",
+        "target": "70%",
+        "current_replicas": 3,
+        "desired_replicas": 4,
+        "min_replicas": 3,
+        "max_replicas": 10,
+    }
 
 
-@pytest.mark.parametrize("metrics", [None, [], [{"type": "Resource", "resource": {"name": "memory", "current": {
-    "averageUtilization": 50}}}], [{"type": "Resource", "resource": {"name": "cpu", "current": {}}}]])
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        None,
+        [],
+        [{"type": "Resource", "resource": {"name": "memory", "current": {"averageUtilization": 50}}}],
+        [{"type": "Resource", "resource": {"name": "cpu", "current": {}}}],
+    ],
+)
 def test_hpa_cpu_without_a_cpu_reading(metrics):
     assert h.hpa_cpu([_hpa(metrics)])["current"] is None
 
 
 def test_hpa_cpu_average_value_and_missing():
-    cpu = h.hpa_cpu([_hpa([{"type": "Resource", "resource": {"name": "cpu", "current": {
-        "averageValue": "250000000n"}}}])])
+    cpu = h.hpa_cpu(
+        [_hpa([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageValue": "250000000n"}}}])]
+    )
     assert cpu["current"] == "250m"
     assert h.hpa_cpu([])["found"] is False
 
@@ -148,8 +220,12 @@ def test_format_memory(num, text):
 
 
 def _target(health="up", **labels):
-    return {"labels": labels, "health": health, "scrapeUrl": f"http://{labels.get('pod', 'x')}:8080/metrics",
-            "lastError": "" if health == "up" else "connection refused"}
+    return {
+        "labels": labels,
+        "health": health,
+        "scrapeUrl": f"http://{labels.get('pod', 'x')}:8080/metrics",
+        "lastError": "" if health == "up" else "connection refused",
+    }
 
 
 def _all_targets():
@@ -157,8 +233,10 @@ def _all_targets():
         _target(job="kubelet", metrics_path="/metrics"),
         _target(job="kubelet", metrics_path="/metrics/cadvisor"),
         _target(job="kube-state-metrics"),
-        *[_target(namespace="flux-system", pod=f"{c}-controller-5d8f7b9c4-abcde", job="flux-system/flux-system")
-          for c in ("source", "kustomize", "helm", "notification")],
+        *[
+            _target(namespace="flux-system", pod=f"{c}-controller-5d8f7b9c4-abcde", job="flux-system/flux-system")
+            for c in ("source", "kustomize", "helm", "notification")
+        ],
     ]
 
 
@@ -187,7 +265,8 @@ def test_targets_one_up_is_enough_and_patterns_are_full_match():
     # "kubelet-extra" must not satisfy job=kubelet
     required = [{"name": "k", "labels": {"job": "kubelet"}}]
     assert h.target_problems(_resp([_target(job="kubelet-extra")]), required) == [
-        "k: no scrape target with job=~kubelet"]
+        "k: no scrape target with job=~kubelet"
+    ]
 
 
 @pytest.mark.parametrize("resp", ["<html>502 Bad Gateway</html>", {"status": "error", "error": "boom"}, None])
@@ -203,14 +282,24 @@ def test_targets_bad_pattern():
 
 
 def _event(kind="Warning", reason="BackOff", when="2026-11-24T09:00:00Z", name="p", message="Back-off  restarting"):
-    return {"type": kind, "reason": reason, "lastTimestamp": when, "message": message, "count": 2,
-            "involvedObject": {"kind": "Pod", "namespace": "filewcount", "name": name},
-            "metadata": {"namespace": "filewcount"}}
+    return {
+        "type": kind,
+        "reason": reason,
+        "lastTimestamp": when,
+        "message": message,
+        "count": 2,
+        "involvedObject": {"kind": "Pod", "namespace": "filewcount", "name": name},
+        "metadata": {"namespace": "filewcount"},
+    }
 
 
 def test_recent_warnings_newest_first_and_limited():
-    events = [_event(when="2026-11-24T09:00:00Z", name="a"), _event(kind="Normal", name="n"),
-              _event(when="2026-11-24T09:05:00Z", name="b"), _event(when="2026-11-24T08:00:00Z", name="c")]
+    events = [
+        _event(when="2026-11-24T09:00:00Z", name="a"),
+        _event(kind="Normal", name="n"),
+        _event(when="2026-11-24T09:05:00Z", name="b"),
+        _event(when="2026-11-24T08:00:00Z", name="c"),
+    ]
     rows = h.recent_warnings(events, 2)
     assert [r["object"] for r in rows] == ["Pod/filewcount/b", "Pod/filewcount/a"]
     assert rows[0]["message"] == "Back-off restarting"
@@ -219,8 +308,12 @@ def test_recent_warnings_newest_first_and_limited():
 
 
 def test_phase_durations():
-    marks = [{"phase": "kind", "at": 110.0}, {"phase": "preflight", "at": 100.0}, {"phase": "end", "at": 250.4},
-             {"phase": "flux", "at": 180}]
+    marks = [
+        {"phase": "kind", "at": 110.0},
+        {"phase": "preflight", "at": 100.0},
+        {"phase": "end", "at": 250.4},
+        {"phase": "flux", "at": 180},
+    ]
     assert h.phase_durations(marks) == [
         {"phase": "preflight", "seconds": 10.0, "text": "10s"},
         {"phase": "kind", "seconds": 70.0, "text": "1m10s"},
@@ -234,10 +327,14 @@ def test_phase_durations():
 
 def test_not_ready_describes_each_failure():
     results = [
-        {"item": {"name": "metrics-server", "namespace": "kube-system"},
-         "resources": [_obj(name="metrics-server", ns="kube-system", conditions=[READY])]},
-        {"item": {"name": "kube-prometheus-stack", "namespace": "monitoring"},
-         "resources": [_obj(name="kube-prometheus-stack", conditions=[FAILED])]},
+        {
+            "item": {"name": "metrics-server", "namespace": "kube-system"},
+            "resources": [_obj(name="metrics-server", ns="kube-system", conditions=[READY])],
+        },
+        {
+            "item": {"name": "kube-prometheus-stack", "namespace": "monitoring"},
+            "resources": [_obj(name="kube-prometheus-stack", conditions=[FAILED])],
+        },
         {"item": {"name": "gone", "namespace": "monitoring"}, "resources": []},
         {"item": {"name": "err", "namespace": "monitoring"}, "msg": "Unauthorized"},
     ]

@@ -16,9 +16,13 @@ def config(host_port=8080, image=IMAGE):
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
-        "nodes": [{"role": "control-plane", "image": image,
-                   "extraPortMappings": [{"containerPort": 30080, "hostPort": host_port,
-                                          "listenAddress": "127.0.0.1"}]}],
+        "nodes": [
+            {
+                "role": "control-plane",
+                "image": image,
+                "extraPortMappings": [{"containerPort": 30080, "hostPort": host_port, "listenAddress": "127.0.0.1"}],
+            }
+        ],
     }
 
 
@@ -32,14 +36,21 @@ class FakeKind:
         self.configs = []
 
     def kubeconfig_text(self, name):
-        return yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "kind-" + name, "cluster": {"server": "https://127.0.0.1:41234",
-                                                              "certificate-authority-data": "Q0E="}}],
-            "contexts": [{"name": "kind-" + name, "context": {"cluster": "kind-" + name, "user": "kind-" + name}}],
-            "users": [{"name": "kind-" + name, "user": {"client-certificate-data": "Q0VSVA=="}}],
-            "current-context": "kind-" + name,
-        })
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "kind-" + name,
+                        "cluster": {"server": "https://127.0.0.1:41234", "certificate-authority-data": "Q0E="},
+                    }
+                ],
+                "contexts": [{"name": "kind-" + name, "context": {"cluster": "kind-" + name, "user": "kind-" + name}}],
+                "users": [{"name": "kind-" + name, "user": {"client-certificate-data": "Q0VSVA=="}}],
+                "current-context": "kind-" + name,
+            }
+        )
 
     def _flag(self, argv, flag):
         return argv[argv.index(flag) + 1] if flag in argv else None
@@ -117,8 +128,12 @@ def test_hash_ignores_key_order():
 
 @pytest.mark.parametrize(
     "bad",
-    [[], {"kind": "Config", "apiVersion": "v1"}, {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha3"},
-     {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [{"role": "worker"}]}],
+    [
+        [],
+        {"kind": "Config", "apiVersion": "v1"},
+        {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha3"},
+        {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [{"role": "worker"}]},
+    ],
 )
 def test_invalid_configs_are_refused(bad):
     with pytest.raises(k.KindError):
@@ -128,19 +143,29 @@ def test_invalid_configs_are_refused(bad):
 @pytest.mark.parametrize(
     ("stderr", "needle"),
     [
-        ("ERROR: failed to create cluster: command \"docker run ...\" failed with error: exit status 125\n"
-         "Command Output: docker: Error response from daemon: driver failed programming external connectivity on "
-         "endpoint filewcount-control-plane (3b1f): Bind for 127.0.0.1:8080 failed: port is already allocated",
-         "host port of the cluster's port mappings is taken"),
-        ("ERROR: failed to list clusters: command \"docker ps ...\" failed with error: exit status 1\nCommand Output: "
-         "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
-         "Docker daemon is not running"),
-        ("ERROR: failed to list clusters: ... permission denied while trying to connect to the Docker daemon socket",
-         "usermod -aG docker"),
-        ("ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"filewcount\"",
-         "already exists"),
-        ("ERROR: failed to create cluster: failed to pull image \"kindest/node:v1.37.0@sha256:...\"",
-         "pulling the node image"),
+        (
+            'ERROR: failed to create cluster: command "docker run ..." failed with error: exit status 125\n'
+            "Command Output: docker: Error response from daemon: driver failed programming external connectivity on "
+            "endpoint filewcount-control-plane (3b1f): Bind for 127.0.0.1:8080 failed: port is already allocated",
+            "host port of the cluster's port mappings is taken",
+        ),
+        (
+            'ERROR: failed to list clusters: command "docker ps ..." failed with error: exit status 1\nCommand Output: '
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            "Docker daemon is not running",
+        ),
+        (
+            "ERROR: failed to list clusters: ... permission denied while trying to connect to the Docker daemon socket",
+            "usermod -aG docker",
+        ),
+        (
+            'ERROR: failed to create cluster: node(s) already exist for a cluster with the name "filewcount"',
+            "already exists",
+        ),
+        (
+            'ERROR: failed to create cluster: failed to pull image "kindest/node:v1.37.0@sha256:..."',
+            "pulling the node image",
+        ),
         ("ERROR: failed to create cluster: write /var/lib/docker/x: no space left on device", "disk is full"),
         ("ERROR: something new", "(something new)"),
     ],
@@ -166,8 +191,15 @@ def test_cli_builds_argv_lists(tmp_path):
 def test_create_when_absent(tmp_path):
     fake = FakeKind()
     kubeconfig = str(tmp_path / "state" / "kubeconfig")
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), kubeconfig, wait=60, tmpdir=str(tmp_path),
-                           node_reader=lambda *_: pytest.fail("no API read on create"))
+    out = k.ensure_present(
+        k.KindCLI(fake),
+        "filewcount",
+        config(),
+        kubeconfig,
+        wait=60,
+        tmpdir=str(tmp_path),
+        node_reader=lambda *_: pytest.fail("no API read on create"),
+    )
     assert out.changed and out.created
     create = next(c for c in fake.calls if c[1:3] == ["create", "cluster"])
     assert create[:5] == ["kind", "create", "cluster", "--name", "filewcount"]
@@ -190,8 +222,9 @@ def test_existing_same_config_is_unchanged(tmp_path):
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(fake.kubeconfig_text("filewcount"))
     digest = k.render_config(config(), "filewcount")[1]
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest),
-                           tmpdir=str(tmp_path))
+    out = k.ensure_present(
+        k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest), tmpdir=str(tmp_path)
+    )
     assert not out.changed and not out.created and out.current_hash == digest
     assert [c[1:3] for c in fake.calls] == [["get", "clusters"], ["get", "kubeconfig"]]
 
@@ -200,12 +233,14 @@ def test_existing_cluster_missing_kubeconfig_is_exported(tmp_path):
     fake = FakeKind(clusters=["filewcount"])
     kubeconfig = tmp_path / "state" / "kc"
     digest = k.render_config(config(), "filewcount")[1]
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest),
-                           tmpdir=str(tmp_path))
+    out = k.ensure_present(
+        k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest), tmpdir=str(tmp_path)
+    )
     assert out.changed and out.kubeconfig_written and not out.created
     assert kubeconfig.exists()
-    again = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig),
-                             node_reader=nodes_with(digest), tmpdir=str(tmp_path))
+    again = k.ensure_present(
+        k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest), tmpdir=str(tmp_path)
+    )
     assert not again.changed
 
 
@@ -215,8 +250,9 @@ def test_existing_different_config_fails_with_recreate_hint(tmp_path):
     kubeconfig.write_text(fake.kubeconfig_text("filewcount"))
     old = k.render_config(config(host_port=9999), "filewcount")[1]
     with pytest.raises(k.ConfigMismatch) as err:
-        k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(old),
-                         tmpdir=str(tmp_path))
+        k.ensure_present(
+            k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(old), tmpdir=str(tmp_path)
+        )
     msg = str(err.value)
     assert "created from a different configuration" in msg and old in msg
     assert "make teardown && make bootstrap" in msg
@@ -228,8 +264,15 @@ def test_existing_cluster_without_label_warns_when_asked(tmp_path):
     fake = FakeKind(clusters=["filewcount"])
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(fake.kubeconfig_text("filewcount"))
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), on_mismatch="warn",
-                           node_reader=nodes_with(None), tmpdir=str(tmp_path))
+    out = k.ensure_present(
+        k.KindCLI(fake),
+        "filewcount",
+        config(),
+        str(kubeconfig),
+        on_mismatch="warn",
+        node_reader=nodes_with(None),
+        tmpdir=str(tmp_path),
+    )
     assert not out.changed
     assert "not created by this project" in out.warnings[0]
 
@@ -240,19 +283,36 @@ def test_user_kubeconfig_only_when_asked(tmp_path):
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(fake.kubeconfig_text("filewcount"))
     digest = k.render_config(config(), "filewcount")[1]
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest),
-                           tmpdir=str(tmp_path))
+    out = k.ensure_present(
+        k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest), tmpdir=str(tmp_path)
+    )
     assert not out.changed and not (tmp_path / "user-config").exists()
-    out = k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(kubeconfig), node_reader=nodes_with(digest),
-                           tmpdir=str(tmp_path), export_user_kubeconfig=True, user_kubeconfig=fake.user_path)
+    out = k.ensure_present(
+        k.KindCLI(fake),
+        "filewcount",
+        config(),
+        str(kubeconfig),
+        node_reader=nodes_with(digest),
+        tmpdir=str(tmp_path),
+        export_user_kubeconfig=True,
+        user_kubeconfig=fake.user_path,
+    )
     assert out.changed and (tmp_path / "user-config").exists()
     assert ["kind", "export", "kubeconfig", "--name", "filewcount"] in fake.calls
 
 
 def test_kind_failure_is_one_sentence(tmp_path):
-    fake = FakeKind(fail={("get", "clusters"): (1, "", "ERROR: failed to list clusters: Cannot connect to the Docker "
-                                                       "daemon at unix:///var/run/docker.sock. Is the docker daemon "
-                                                       "running?")})
+    fake = FakeKind(
+        fail={
+            ("get", "clusters"): (
+                1,
+                "",
+                "ERROR: failed to list clusters: Cannot connect to the Docker "
+                "daemon at unix:///var/run/docker.sock. Is the docker daemon "
+                "running?",
+            )
+        }
+    )
     with pytest.raises(k.KindError, match="Docker daemon is not running"):
         k.ensure_present(k.KindCLI(fake), "filewcount", config(), str(tmp_path / "kc"))
 
@@ -307,6 +367,7 @@ def test_absent_cleans_the_user_kubeconfig_only_when_asked(tmp_path):
     user.write_text(fake.kubeconfig_text("filewcount"))
     out = k.ensure_absent(k.KindCLI(fake), "filewcount", str(tmp_path / "kc"), user_kubeconfig=str(user))
     assert not out.changed and fake.calls == [["kind", "get", "clusters"]]
-    out = k.ensure_absent(k.KindCLI(fake), "filewcount", str(tmp_path / "kc"), clean_user_kubeconfig=True,
-                          user_kubeconfig=str(user))
+    out = k.ensure_absent(
+        k.KindCLI(fake), "filewcount", str(tmp_path / "kc"), clean_user_kubeconfig=True, user_kubeconfig=str(user)
+    )
     assert out.changed and fake.calls[-1] == ["kind", "delete", "cluster", "--name", "filewcount"]

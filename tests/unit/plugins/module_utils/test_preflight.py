@@ -12,9 +12,11 @@ import pytest
 from ansible_collections.filewcount.gitops.plugins.module_utils import preflight as pf
 
 NOT_RUNNING = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
-DENIED = ("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: "
-          "Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.50/version\": dial unix /var/run/docker.sock: connect: "
-          "permission denied\n")
+DENIED = (
+    "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: "
+    'Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.50/version": dial unix /var/run/docker.sock: connect: '
+    "permission denied\n"
+)
 
 
 def runner(table):
@@ -37,8 +39,10 @@ def runner(table):
     [
         (NOT_RUNNING, "not_running"),
         (DENIED, "permission"),
-        ("error during connect: Get http://docker.example:2375/v1.50/version: dial tcp: connection refused",
-         "not_running"),
+        (
+            "error during connect: Get http://docker.example:2375/v1.50/version: dial tcp: connection refused",
+            "not_running",
+        ),
         ("Error response from daemon: client version 1.99 is too new", "other"),
     ],
 )
@@ -54,8 +58,10 @@ def test_docker_daemon_ok():
 def test_docker_daemon_not_running_names_socket_and_fix():
     res = pf.check_docker_daemon(run=runner({("docker", "version"): (1, "\n", NOT_RUNNING)}))
     assert not res.ok
-    assert res.message == ("The Docker daemon is not running or not reachable at unix:///var/run/docker.sock: start "
-                           "Docker (`sudo systemctl start docker`, or open Docker Desktop) and run again.")
+    assert res.message == (
+        "The Docker daemon is not running or not reachable at unix:///var/run/docker.sock: start "
+        "Docker (`sudo systemctl start docker`, or open Docker Desktop) and run again."
+    )
 
 
 def test_docker_daemon_permission_is_told_apart():
@@ -77,8 +83,10 @@ def test_docker_cli_missing():
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        ("30080/tcp -> 127.0.0.1:8080\n30081/tcp -> 127.0.0.1:8081\n6443/tcp -> 127.0.0.1:41234\n",
-         {8080: 30080, 8081: 30081, 41234: 6443}),
+        (
+            "30080/tcp -> 127.0.0.1:8080\n30081/tcp -> 127.0.0.1:8081\n6443/tcp -> 127.0.0.1:41234\n",
+            {8080: 30080, 8081: 30081, 41234: 6443},
+        ),
         ("30080/tcp -> [::]:8080\n", {8080: 30080}),
         ("", {}),
         ("garbage\n", {}),
@@ -136,7 +144,8 @@ def test_find_port_holder_in_a_fake_proc(tmp_path):
     (proc / "net" / "tcp").write_text(
         header
         + "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 777 1\n"
-        + "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 778 1\n")
+        + "   1: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 778 1\n"
+    )
     (proc / "net" / "tcp6").write_text(header)
     fd_dir = proc / "4242" / "fd"
     fd_dir.mkdir(parents=True)
@@ -156,27 +165,41 @@ def test_ports_all_free():
 
 def test_ports_held_by_own_cluster_pass():
     run = runner({("docker", "port", "filewcount-control-plane"): (0, "30080/tcp -> 127.0.0.1:8080\n", "")})
-    res = pf.check_ports([8080, 8081], "filewcount", run=run, is_free=lambda p: p != 8080,
-                         holder=lambda p: pytest.fail("must not look for another holder"))
+    res = pf.check_ports(
+        [8080, 8081],
+        "filewcount",
+        run=run,
+        is_free=lambda p: p != 8080,
+        holder=lambda p: pytest.fail("must not look for another holder"),
+    )
     assert res.ok and res.details["cluster"] == [8080]
 
 
 def test_ports_held_by_another_program_fail_with_its_name():
     no_container = "Error response from daemon: No such container: filewcount-control-plane"
     run = runner({("docker", "port"): (1, "", no_container)})
-    res = pf.check_ports([8080, 8081, 8082], "filewcount", run=run, is_free=lambda p: p == 8081,
-                         holder=lambda p: "python3 (pid 12)" if p == 8080 else None)
+    res = pf.check_ports(
+        [8080, 8081, 8082],
+        "filewcount",
+        run=run,
+        is_free=lambda p: p == 8081,
+        holder=lambda p: "python3 (pid 12)" if p == 8080 else None,
+    )
     assert not res.ok
-    assert res.message == ("Host ports 8080 and 8082 are in use by other programs (8080: python3 (pid 12); 8082: "
-                           "unidentified), not by the kind cluster 'filewcount': stop them or choose other free host "
-                           "ports for the cluster's port mappings.")
+    assert res.message == (
+        "Host ports 8080 and 8082 are in use by other programs (8080: python3 (pid 12); 8082: "
+        "unidentified), not by the kind cluster 'filewcount': stop them or choose other free host "
+        "ports for the cluster's port mappings."
+    )
 
 
 def test_ports_single_busy_port_sentence():
     run = runner({("docker", "port"): (1, "", "no daemon")})
     res = pf.check_ports([8080], "filewcount", run=run, is_free=lambda p: False, holder=lambda p: "nc (pid 5)")
-    assert res.message == ("Host port 8080 is in use by nc (pid 5), not by the kind cluster 'filewcount': stop that "
-                           "program or choose other free host ports for the cluster's port mappings.")
+    assert res.message == (
+        "Host port 8080 is in use by nc (pid 5), not by the kind cluster 'filewcount': stop that "
+        "program or choose other free host ports for the cluster's port mappings."
+    )
 
 
 @pytest.mark.parametrize("bad", [0, 70000, -1])
@@ -229,10 +252,11 @@ def test_disk_enough(tmp_path):
 def test_disk_too_little_names_path_and_threshold(tmp_path):
     res = pf.check_disk([str(tmp_path / "not" / "yet")], 6, statvfs=_statvfs(3 << 30))
     assert not res.ok
-    assert res.message == (f"Only 3.0 GiB is free on {tmp_path}, less than the 6 GiB the kind node image and the "
-                           "cluster's "
-                           "images need: free some space (for example `docker system prune`) and run again."
-                           )
+    assert res.message == (
+        f"Only 3.0 GiB is free on {tmp_path}, less than the 6 GiB the kind node image and the "
+        "cluster's "
+        "images need: free some space (for example `docker system prune`) and run again."
+    )
 
 
 def test_disk_real_statvfs(tmp_path):
@@ -247,8 +271,10 @@ def test_python_missing_named_with_pip_names():
 
     res = pf.check_python(["kubernetes", "yaml", "no_such_mod"], importer=importer, python="/venv/bin/python")
     assert not res.ok
-    assert res.message == ("The Python libraries yaml, no_such_mod cannot be imported by /venv/bin/python: install "
-                           "with `/venv/bin/python -m pip install PyYAML no_such_mod` (or run `make bootstrap`).")
+    assert res.message == (
+        "The Python libraries yaml, no_such_mod cannot be imported by /venv/bin/python: install "
+        "with `/venv/bin/python -m pip install PyYAML no_such_mod` (or run `make bootstrap`)."
+    )
 
 
 def test_python_real_import():
@@ -293,8 +319,7 @@ def test_run_checks_rejects_unknown_names():
 
 def test_run_checks_adds_docker_root_to_disk_paths(monkeypatch, tmp_path):
     monkeypatch.setattr(pf.shutil, "which", lambda _n: "/usr/bin/docker")
-    run = runner({("docker", "version"): (0, "28.2.2\n", ""),
-                  ("docker", "info"): (0, str(tmp_path) + "\n", "")})
+    run = runner({("docker", "version"): (0, "28.2.2\n", ""), ("docker", "info"): (0, str(tmp_path) + "\n", "")})
     results = pf.run_checks(["docker_daemon", "disk"], run=run, min_free_disk_gib=0.001)
     disk = next(r for r in results if r.name == "disk")
     assert disk.ok and str(tmp_path) in disk.details["free_bytes"]

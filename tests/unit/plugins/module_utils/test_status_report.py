@@ -10,52 +10,128 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _flux(kind, name, ns="flux-system", ready="True", message="Applied revision", **status):
-    return {"kind": kind, "metadata": {"name": name, "namespace": ns},
-            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "R", "message": message}],
-                       **status}}
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "R", "message": message}], **status},
+    }
 
 
 def _data():
     return {
         "context": "kind-filewcount",
-        "sources": [_flux("GitRepository", "flux-system", artifact={"revision": f"main@sha1:{SHA}"},
-                          message=f"stored artifact for revision 'main@sha1:{SHA}'")],
+        "sources": [
+            _flux(
+                "GitRepository",
+                "flux-system",
+                artifact={"revision": f"main@sha1:{SHA}"},
+                message=f"stored artifact for revision 'main@sha1:{SHA}'",
+            )
+        ],
         "kustomizations": [
             _flux("Kustomization", "apps", lastAppliedRevision=f"main@sha1:{SHA}"),
-            _flux("Kustomization", "infrastructure-configs", ready="False", message="dependency not ready " * 10,
-                  lastAttemptedRevision=f"main@sha1:{SHA}"),
+            _flux(
+                "Kustomization",
+                "infrastructure-configs",
+                ready="False",
+                message="dependency not ready " * 10,
+                lastAttemptedRevision=f"main@sha1:{SHA}",
+            ),
         ],
-        "helmreleases": [_flux("HelmRelease", "kube-prometheus-stack", ns="monitoring",
-                               history=[{"chartName": "kube-prometheus-stack", "chartVersion": "88.5.3"}])],
-        "hpas": [{"kind": "HorizontalPodAutoscaler", "metadata": {"name": "filewcount", "namespace": "filewcount"},
-                  "spec": {"minReplicas": 3, "maxReplicas": 10, "metrics": [{"type": "Resource", "resource": {
-                      "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]},
-                  "status": {"currentReplicas": 3, "desiredReplicas": 3, "currentMetrics": [{
-                      "type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 4}}}]}}],
-        "pods": [{"kind": "Pod", "metadata": {"name": "filewcount-abc", "namespace": "filewcount"},
-                  "spec": {"containers": [{"name": "app", "image": "docker.io/bldrtech/filewcount:1.0"}]},
-                  "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 1}]}},
-                 {"kind": "Pod", "metadata": {"name": "filewcount-def", "namespace": "filewcount"},
-                  "spec": {"containers": [{"name": "app", "image": "docker.io/bldrtech/filewcount:1.0"}]},
-                  "status": {"phase": "Running", "containerStatuses": [{"ready": False, "restartCount": 4, "state": {
-                      "waiting": {"reason": "CrashLoopBackOff"}}}]}}],
-        "node_metrics": [{"kind": "NodeMetrics", "metadata": {"name": "filewcount-control-plane"},
-                          "usage": {"cpu": "250000000n", "memory": "1048576Ki"}}],
-        "pod_metrics": [{"kind": "PodMetrics", "metadata": {"name": "filewcount-abc", "namespace": "filewcount"},
-                         "containers": [{"name": "app", "usage": {"cpu": "3m", "memory": "12Mi"}}]},
-                        {"kind": "PodMetrics", "metadata": {"name": "x", "namespace": "kube-system"},
-                         "containers": [{"name": "a", "usage": {"cpu": "7m", "memory": "20Mi"}}]}],
-        "events": [{"type": "Warning", "reason": "BackOff", "lastTimestamp": "2026-11-24T09:00:00Z", "count": 3,
-                    "message": "Back-off restarting failed container",
-                    "involvedObject": {"kind": "Pod", "namespace": "filewcount", "name": "filewcount-def"}}],
+        "helmreleases": [
+            _flux(
+                "HelmRelease",
+                "kube-prometheus-stack",
+                ns="monitoring",
+                history=[{"chartName": "kube-prometheus-stack", "chartVersion": "88.5.3"}],
+            )
+        ],
+        "hpas": [
+            {
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "filewcount", "namespace": "filewcount"},
+                "spec": {
+                    "minReplicas": 3,
+                    "maxReplicas": 10,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                        }
+                    ],
+                },
+                "status": {
+                    "currentReplicas": 3,
+                    "desiredReplicas": 3,
+                    "currentMetrics": [
+                        {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 4}}}
+                    ],
+                },
+            }
+        ],
+        "pods": [
+            {
+                "kind": "Pod",
+                "metadata": {"name": "filewcount-abc", "namespace": "filewcount"},
+                "spec": {"containers": [{"name": "app", "image": "docker.io/bldrtech/filewcount:1.0"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"ready": True, "restartCount": 1}]},
+            },
+            {
+                "kind": "Pod",
+                "metadata": {"name": "filewcount-def", "namespace": "filewcount"},
+                "spec": {"containers": [{"name": "app", "image": "docker.io/bldrtech/filewcount:1.0"}]},
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {"ready": False, "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                    ],
+                },
+            },
+        ],
+        "node_metrics": [
+            {
+                "kind": "NodeMetrics",
+                "metadata": {"name": "filewcount-control-plane"},
+                "usage": {"cpu": "250000000n", "memory": "1048576Ki"},
+            }
+        ],
+        "pod_metrics": [
+            {
+                "kind": "PodMetrics",
+                "metadata": {"name": "filewcount-abc", "namespace": "filewcount"},
+                "containers": [{"name": "app", "usage": {"cpu": "3m", "memory": "12Mi"}}],
+            },
+            {
+                "kind": "PodMetrics",
+                "metadata": {"name": "x", "namespace": "kube-system"},
+                "containers": [{"name": "a", "usage": {"cpu": "7m", "memory": "20Mi"}}],
+            },
+        ],
+        "events": [
+            {
+                "type": "Warning",
+                "reason": "BackOff",
+                "lastTimestamp": "2026-11-24T09:00:00Z",
+                "count": 3,
+                "message": "Back-off restarting failed container",
+                "involvedObject": {"kind": "Pod", "namespace": "filewcount", "name": "filewcount-def"},
+            }
+        ],
     }
 
 
 def test_report_has_every_section_in_order():
     lines = s.build_report(_data())
     titles = [line for line in lines if not line.startswith(" ")]
-    assert titles == ["Cluster: kind-filewcount", "Flux sources", "Flux Kustomizations", "HelmReleases",
-                      "Application", "Metrics", "Recent Warning events (newest first)"]
+    assert titles == [
+        "Cluster: kind-filewcount",
+        "Flux sources",
+        "Flux Kustomizations",
+        "HelmReleases",
+        "Application",
+        "Metrics",
+        "Recent Warning events (newest first)",
+    ]
 
 
 def test_report_content():
@@ -108,8 +184,13 @@ def test_hpa_without_metrics_and_suspended_objects():
 
 @pytest.mark.parametrize(
     ("rev", "short"),
-    [(None, "-"), ("", "-"), (f"main@sha1:{SHA}", "main@sha1:0123456789ab"), ("88.5.3", "88.5.3"),
-     ("latest@sha256:" + "f" * 64, "latest@sha256:ffffffffffff")],
+    [
+        (None, "-"),
+        ("", "-"),
+        (f"main@sha1:{SHA}", "main@sha1:0123456789ab"),
+        ("88.5.3", "88.5.3"),
+        ("latest@sha256:" + "f" * 64, "latest@sha256:ffffffffffff"),
+    ],
 )
 def test_short_revision(rev, short):
     assert s.short_revision(rev) == short

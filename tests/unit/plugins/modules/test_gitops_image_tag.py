@@ -28,9 +28,14 @@ spec:
 def git_env(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    for key, value in {"HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "Test",
-                       "GIT_AUTHOR_EMAIL": "test@example.invalid", "GIT_COMMITTER_NAME": "Test",
-                       "GIT_COMMITTER_EMAIL": "test@example.invalid"}.items():
+    for key, value in {
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }.items():
         monkeypatch.setenv(key, value)
 
 
@@ -86,10 +91,12 @@ def test_check_mode_diff_then_change_then_idempotent(repos, capsys):
 
 @pytest.mark.parametrize(
     ("args", "error", "needle"),
-    [({"tag": "latest"}, "InvalidTagError", "Refusing the tag 'latest'"),
-     ({"tag": "2.0", "manifest": "nope.yaml"}, "ImageNotFoundError", "Cannot read the manifest nope.yaml"),
-     ({"tag": "2.0", "remote": "origin"}, "GitCommandError", "remote is missing"),
-     ({"tag": "2.0", "image": "ghcr.io/other/app"}, "ImageNotFoundError", "No 'image: ghcr.io/other/app:<tag>'")],
+    [
+        ({"tag": "latest"}, "InvalidTagError", "Refusing the tag 'latest'"),
+        ({"tag": "2.0", "manifest": "nope.yaml"}, "ImageNotFoundError", "Cannot read the manifest nope.yaml"),
+        ({"tag": "2.0", "remote": "origin"}, "GitCommandError", "remote is missing"),
+        ({"tag": "2.0", "image": "ghcr.io/other/app"}, "ImageNotFoundError", "No 'image: ghcr.io/other/app:<tag>'"),
+    ],
 )
 def test_failures_are_one_clear_message(repos, capsys, args, error, needle):
     work, _bare = repos
@@ -103,7 +110,15 @@ def test_author_options_are_used(repos, capsys, monkeypatch):
     work, _bare = repos
     for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
         monkeypatch.delenv(key)
-    result = run_module(capsys, {"repo_dir": str(work), "tag": "2.0", "remote": "local",
-                                 "author_name": "Upgrader", "author_email": "up@example.invalid"})
+    result = run_module(
+        capsys,
+        {
+            "repo_dir": str(work),
+            "tag": "2.0",
+            "remote": "local",
+            "author_name": "Upgrader",
+            "author_email": "up@example.invalid",
+        },
+    )
     assert result["committed"] is True
     assert git(work, "log", "-1", "--format=%an <%ae>") == "Upgrader <up@example.invalid>"

@@ -40,10 +40,17 @@ def api(tmp_path, monkeypatch):
 
 
 def cluster_config(port):
-    return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
-            "nodes": [{"role": "control-plane", "image": "kindest/node:v1.37.0@sha256:" + "a" * 64,
-                       "extraPortMappings": [{"containerPort": 30099, "hostPort": port,
-                                              "listenAddress": "127.0.0.1"}]}]}
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "nodes": [
+            {
+                "role": "control-plane",
+                "image": "kindest/node:v1.37.0@sha256:" + "a" * 64,
+                "extraPortMappings": [{"containerPort": 30099, "hostPort": port, "listenAddress": "127.0.0.1"}],
+            }
+        ],
+    }
 
 
 def run_module(capsys, args, check_mode=False, diff=True):
@@ -99,8 +106,12 @@ def test_create_check_idempotent_mismatch_and_delete(api, tmp_path, capsys):
 
 
 def test_missing_kind_fails_with_one_sentence(api, tmp_path, capsys):
-    args = {"name": "x", "config": cluster_config(free_port()), "kubeconfig": str(tmp_path / "kc"),
-            "kind_command": str(tmp_path / "no-kind")}
+    args = {
+        "name": "x",
+        "config": cluster_config(free_port()),
+        "kubeconfig": str(tmp_path / "kc"),
+        "kind_command": str(tmp_path / "no-kind"),
+    }
     with patch_module_args(args), pytest.raises(SystemExit):
         kind_cluster.main()
     result = json.loads(capsys.readouterr().out)
@@ -111,8 +122,11 @@ def test_port_taken_maps_to_clear_message(api, tmp_path, capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        args = {"name": "filewcount", "config": cluster_config(busy.getsockname()[1]),
-                "kubeconfig": str(tmp_path / "kc")}
+        args = {
+            "name": "filewcount",
+            "config": cluster_config(busy.getsockname()[1]),
+            "kubeconfig": str(tmp_path / "kc"),
+        }
         result = run_module(capsys, args)
     assert result["failed"]
     assert "host port of the cluster's port mappings is taken" in result["msg"]
