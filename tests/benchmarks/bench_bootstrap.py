@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: wall time and Kubernetes API requests of playbooks/bootstrap.yml, first run and idempotent re-run.
 
 Runs the real playbook against the emulated Kubernetes API (tests/harness/emulator, controllers mode) with the

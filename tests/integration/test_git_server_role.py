@@ -116,7 +116,7 @@ def harness(tmp_path):
         "git_server_host_port": port,
         "git_server_wait_timeout": 30,
     }
-    for _ in range(50):
+    for _attempt in range(50):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 break

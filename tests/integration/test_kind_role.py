@@ -30,7 +30,7 @@ HARNESS_BIN = ROOT / "tests" / "harness" / "bin"
 
 def free_ports(count):
     socks = []
-    for _ in range(count):
+    for _port in range(count):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         socks.append(sock)
@@ -124,7 +124,7 @@ def test_create_rerun_check_mismatch_delete(harness):
 
     rc, stats, tasks = play(env, variables)
     assert rc == 0 and stats["changed"] == 0, tasks
-    rc, stats, _ = play(env, variables, "--check")
+    rc, stats, _tasks = play(env, variables, "--check")
     assert rc == 0 and stats["changed"] == 0
 
     changed = dict(
@@ -145,7 +145,7 @@ def test_create_rerun_check_mismatch_delete(harness):
     assert rc == 0 and tasks[DELETE]["changed"] and Path(variables["kind_kubeconfig"]).exists()
     rc, stats, tasks = play(env, absent)
     assert rc == 0 and tasks[DELETE]["deleted"] and not Path(variables["kind_kubeconfig"]).exists()
-    rc, stats, _ = play(env, absent)
+    rc, stats, _tasks = play(env, absent)
     assert rc == 0 and stats["changed"] == 0
 
 
@@ -159,7 +159,7 @@ def release_server(tmp_path):
     platform = f"linux-{arch}"
     binary = root / "v9.9.9" / f"kind-{platform}"
     # The "release binary": a wrapper running the stand-in kind (which finds the NodePort server beside itself).
-    binary.write_text(f"#!/bin/sh\nexec {sys.executable} {HARNESS_BIN / 'kind'} \"$@\"\n")
+    binary.write_text(f'#!/bin/sh\nexec {sys.executable} {HARNESS_BIN / "kind"} "$@"\n')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

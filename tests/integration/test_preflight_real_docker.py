@@ -60,11 +60,24 @@ def dockerd(tmp_path_factory):
     base.mkdir(exist_ok=True)
     host = f"unix://{base}/docker.sock"
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - open for the daemon's lifetime
-    proc = subprocess.Popen([DOCKERD, "--host", host, "--data-root", str(base / "root"), "--exec-root",
-                             str(base / "exec"), "--pidfile", str(base / "docker.pid")],
-                            stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            DOCKERD,
+            "--host",
+            host,
+            "--data-root",
+            str(base / "root"),
+            "--exec-root",
+            str(base / "exec"),
+            "--pidfile",
+            str(base / "docker.pid"),
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     try:
-        for _ in range(120):
+        for _attempt in range(120):
             if docker(host, "version", "--format", "{{.Server.Version}}", check=False).returncode == 0:
                 break
             if proc.poll() is not None:
@@ -77,8 +90,13 @@ def dockerd(tmp_path_factory):
         with tarfile.open(tar_path, "w") as tar:
             tar.add(BUSYBOX, arcname="bin/busybox")
         with open(tar_path, "rb") as handle:
-            subprocess.run([DOCKER, "-H", host, "import", "-", "fwc-preflight-busybox:local"], stdin=handle,
-                           capture_output=True, check=True, timeout=120)
+            subprocess.run(
+                [DOCKER, "-H", host, "import", "-", "fwc-preflight-busybox:local"],
+                stdin=handle,
+                capture_output=True,
+                check=True,
+                timeout=120,
+            )
         yield host
     finally:
         docker(host, "rm", "-f", "fwctest-control-plane", check=False)
@@ -99,10 +117,21 @@ def free_port():
 
 
 def play(host, extra_vars):
-    env = dict(os.environ, DOCKER_HOST=host, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-               PATH=f"{Path(DOCKER).parent}:{os.environ['PATH']}")
-    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), str(PLAYBOOK), "-e", json.dumps(extra_vars)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    env = dict(
+        os.environ,
+        DOCKER_HOST=host,
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        PATH=f"{Path(DOCKER).parent}:{os.environ['PATH']}",
+    )
+    proc = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), str(PLAYBOOK), "-e", json.dumps(extra_vars)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     report = json.loads(proc.stdout)
     for play_ in report["plays"]:
         for task in play_["tasks"]:
@@ -114,8 +143,9 @@ def play(host, extra_vars):
 
 
 def test_daemon_up_and_disk_measured_at_docker_root(dockerd):
-    rc, result = play(dockerd, {"preflight_checks": ["docker_cli", "docker_daemon", "disk"],
-                                "preflight_min_free_disk_gib": 0.01})
+    rc, result = play(
+        dockerd, {"preflight_checks": ["docker_cli", "docker_daemon", "disk"], "preflight_min_free_disk_gib": 0.01}
+    )
     assert rc == 0, result["failures"]
     checks = {c["name"]: c for c in result["checks"]}
     assert checks["docker_daemon"]["details"]["server_version"]
@@ -125,20 +155,35 @@ def test_daemon_up_and_disk_measured_at_docker_root(dockerd):
 
 def test_port_published_by_the_clusters_node_container(dockerd):
     port = free_port()
-    docker(dockerd, "run", "-d", "--name", "fwctest-control-plane", "-p", f"127.0.0.1:{port}:30080",
-           "fwc-preflight-busybox:local", "/bin/busybox", "sleep", "600")
+    docker(
+        dockerd,
+        "run",
+        "-d",
+        "--name",
+        "fwctest-control-plane",
+        "-p",
+        f"127.0.0.1:{port}:30080",
+        "fwc-preflight-busybox:local",
+        "/bin/busybox",
+        "sleep",
+        "600",
+    )
     try:
         assert f"30080/tcp -> 127.0.0.1:{port}" in docker(dockerd, "port", "fwctest-control-plane").stdout
-        rc, result = play(dockerd, {"preflight_checks": ["ports"], "preflight_ports": [port],
-                                    "preflight_cluster_name": "fwctest"})
+        rc, result = play(
+            dockerd, {"preflight_checks": ["ports"], "preflight_ports": [port], "preflight_cluster_name": "fwctest"}
+        )
         assert rc == 0, result["failures"]
         assert result["checks"][0]["details"]["cluster"] == [port]
 
-        rc, result = play(dockerd, {"preflight_checks": ["ports"], "preflight_ports": [port],
-                                    "preflight_cluster_name": "filewcount"})
+        rc, result = play(
+            dockerd, {"preflight_checks": ["ports"], "preflight_ports": [port], "preflight_cluster_name": "filewcount"}
+        )
         assert rc == 2
         assert result["failures"][0].startswith(f"Host port {port} is in use by docker-proxy (pid ")
-        assert result["failures"][0].endswith("not by the kind cluster 'filewcount': stop that program or choose "
-                                              "other free host ports for the cluster's port mappings.")
+        assert result["failures"][0].endswith(
+            "not by the kind cluster 'filewcount': stop that program or choose "
+            "other free host ports for the cluster's port mappings."
+        )
     finally:
         docker(dockerd, "rm", "-f", "fwctest-control-plane", check=False)

@@ -136,7 +136,7 @@ class Controllers:
         if not self.store.controllers_enabled:
             return
         self.sources.forget()
-        for _ in range(12):
+        for _round in range(12):
             before = self.store.rv
             self._nodes()
             self._workloads()
@@ -767,7 +767,7 @@ class Controllers:
         return self.sources.repo_for(((source or {}).get("spec") or {}).get("url", ""))
 
     def _type_for(self, api_version: str, kind: str):
-        group, _, version = api_version.rpartition("/")
+        group, _sep, version = api_version.rpartition("/")
         for rtype in self.store.types_by_kind(kind):
             if rtype.group == group and rtype.version == version and not rtype.virtual:
                 return rtype
@@ -789,12 +789,12 @@ class Controllers:
             problem, applied = self._apply_all(ks, docs)
             if problem is None:
                 self._prune(ks, applied)
-                status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}
+                status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _rtype, _meta in applied]}
             self._applied[key] = (marker, problem, applied, time.monotonic())
-        _, problem, applied, _ = self._applied[key]
+        _marker, problem, applied, _applied_at = self._applied[key]
         if problem:
             return problem
-        status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _, _ in applied]}
+        status["inventory"] = {"entries": [{"id": i, "v": v} for i, v, _rtype, _meta in applied]}
         if spec.get("wait"):
             return self._health(applied)
         return None

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Emulated Kubernetes API server for the integration harness (a TEST DOUBLE, never used by the collection).
 
 Run ``emulator.py start|stop|serve --help``; tests/harness/README.md documents the commands.
@@ -689,8 +688,12 @@ class Handler(BaseHTTPRequestHandler):
         store = self.emulator.store
         match = self._matchers()
         if name:
-            base = match
-            match = lambda o: base(o) and o["metadata"]["name"] == name  # noqa: E731
+            selector_match = match
+
+            def match_named(o):
+                return selector_match(o) and o["metadata"]["name"] == name
+
+            match = match_named
         timeout = float(self._q("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
         rv_param = self._q("resourceVersion")

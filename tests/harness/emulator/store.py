@@ -407,7 +407,7 @@ class Store:
             body = copy.deepcopy(body)
             body.setdefault("metadata", {})
             if not body["metadata"].get("name") and body["metadata"].get("generateName"):
-                suffix = "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+                suffix = "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _position in range(5))
                 body["metadata"]["name"] = body["metadata"]["generateName"] + suffix
             name = body["metadata"].get("name") or ""
             if name and self.raw(rtype, namespace, name) is not None:
@@ -657,7 +657,7 @@ class Store:
 
     def delete_collection(self, rtype: ResourceType, namespace: str | None, match, dry_run: bool = False) -> list:
         with self.lock:
-            items, _ = self.list(rtype, namespace, match)
+            items, _list_rv = self.list(rtype, namespace, match)
             if not dry_run:
                 for item in items:
                     old = self.raw(rtype, item["metadata"].get("namespace", ""), item["metadata"]["name"])

@@ -116,7 +116,7 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
             if not ok:
                 self._plain(503, f"no service behind NodePort {NODE_PORT}: {reason}\n")
                 return
-            path, _, query = self.path.partition("?")
+            path, _sep, query = self.path.partition("?")
             if path in ("/livez", "/readyz"):
                 self._plain(200, "ok\n")
                 return
@@ -149,7 +149,7 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
                 return
             status, headers = 200, []
             for line in head.decode("latin-1").splitlines():
-                name, _, value = line.partition(":")
+                name, _sep, value = line.partition(":")
                 if name.lower() == "status":
                     status = int(value.strip().split()[0])
                 elif name:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # TEST DOUBLE: serves the host side of a stand-in kind cluster's extraPortMappings. Started by the stand-in
 # `kind create cluster` (tests/harness/bin/kind), stopped by `kind delete cluster` (SIGTERM). Never used by the
 # collection at runtime.
@@ -94,8 +93,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    sys.stderr.write("nodeports: serving {}\n".format(
-        ", ".join("{}:{}->{}".format(*m) for m in args.map)))
+    sys.stderr.write("nodeports: serving {}\n".format(", ".join("{}:{}->{}".format(*m) for m in args.map)))
     sys.stderr.flush()
     stop.wait()
     for server in servers:

@@ -132,7 +132,7 @@ def controllers_emulator(tmp_path_factory):
 
 
 def namespace(emu: RunningEmulator, name: str) -> None:
-    status, _, body = emu.request(
+    status, _headers, body = emu.request(
         "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     )
     assert status in (201, 409), body

@@ -24,20 +24,22 @@ def _dyn(emulator):
 # ------------------------------------------------------------------------------- kmock 0.8 defects, each absent
 def test_namespaces_collection_is_not_misparsed_as_namespace_prefix(emulator):
     namespace(emulator, "parse-a")
-    status, _, body = emulator.request("GET", "/api/v1/namespaces")
+    status, _headers, body = emulator.request("GET", "/api/v1/namespaces")
     assert status == 200
     assert body["kind"] == "NamespaceList"
     assert "parse-a" in [i["metadata"]["name"] for i in body["items"]]
-    status, _, body = emulator.request("GET", "/api/v1/namespaces/parse-a")
+    status, _headers, body = emulator.request("GET", "/api/v1/namespaces/parse-a")
     assert (status, body["kind"], body["metadata"]["name"]) == (200, "Namespace", "parse-a")
-    status, _, body = emulator.request("GET", "/api/v1/namespaces/parse-a/configmaps")
+    status, _headers, body = emulator.request("GET", "/api/v1/namespaces/parse-a/configmaps")
     assert (status, body["kind"]) == (200, "ConfigMapList")
 
 
 def test_put_is_a_full_replace(emulator):
     namespace(emulator, "put")
     emulator.request("POST", "/api/v1/namespaces/put/configmaps", _cm("c", "put", data={"a": "1", "b": "2"}))
-    status, _, body = emulator.request("PUT", "/api/v1/namespaces/put/configmaps/c", _cm("c", "put", data={"a": "9"}))
+    status, _headers, body = emulator.request(
+        "PUT", "/api/v1/namespaces/put/configmaps/c", _cm("c", "put", data={"a": "9"})
+    )
     assert status == 200
     assert body["data"] == {"a": "9"}
     assert emulator.request("GET", "/api/v1/namespaces/put/configmaps/c")[2]["data"] == {"a": "9"}
@@ -45,19 +47,21 @@ def test_put_is_a_full_replace(emulator):
 
 def test_put_with_stale_resource_version_is_a_conflict(emulator):
     namespace(emulator, "put")
-    _, _, created = emulator.request("POST", "/api/v1/namespaces/put/configmaps", _cm("rv", "put", data={"a": "1"}))
+    _status, _headers, created = emulator.request(
+        "POST", "/api/v1/namespaces/put/configmaps", _cm("rv", "put", data={"a": "1"})
+    )
     stale = created["metadata"]["resourceVersion"]
     emulator.request("PUT", "/api/v1/namespaces/put/configmaps/rv", _cm("rv", "put", data={"a": "2"}))
     body = _cm("rv", "put", data={"a": "3"})
     body["metadata"]["resourceVersion"] = stale
-    status, _, err = emulator.request("PUT", "/api/v1/namespaces/put/configmaps/rv", body)
+    status, _headers, err = emulator.request("PUT", "/api/v1/namespaces/put/configmaps/rv", body)
     assert (status, err["kind"], err["reason"]) == (409, "Status", "Conflict")
 
 
 def test_server_side_apply_creates_missing_objects(emulator):
     namespace(emulator, "ssa")
     doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: ssa\ndata:\n  k: v\n"
-    status, _, body = emulator.request(
+    status, _headers, body = emulator.request(
         "PATCH",
         "/api/v1/namespaces/ssa/configmaps/applied?fieldManager=test",
         doc,
@@ -82,19 +86,19 @@ def test_server_side_apply_removes_fields_the_manager_stopped_applying(emulator)
 
 
 def test_lists_carry_kind_and_api_version(emulator):
-    status, _, body = emulator.request("GET", "/apis/apps/v1/deployments")
+    status, _headers, body = emulator.request("GET", "/apis/apps/v1/deployments")
     assert (status, body["kind"], body["apiVersion"]) == (200, "DeploymentList", "apps/v1")
     assert "resourceVersion" in body["metadata"]
 
 
 def test_discovery_names_subresources_once_and_core_group_version_is_v1(emulator):
-    _, _, core = emulator.request("GET", "/api/v1")
+    _status, _headers, core = emulator.request("GET", "/api/v1")
     assert core["groupVersion"] == "v1"
-    _, _, apps = emulator.request("GET", "/apis/apps/v1")
+    _status, _headers, apps = emulator.request("GET", "/apis/apps/v1")
     names = [r["name"] for r in apps["resources"]]
     assert "deployments/status" in names and "deployments/scale" in names
     assert not [n for n in names if n.count("/") > 1 or n.startswith("deployments/deployments")]
-    _, _, groups = emulator.request("GET", "/apis")
+    _status, _headers, groups = emulator.request("GET", "/apis")
     assert all(not v["groupVersion"].startswith("/") for g in groups["groups"] for v in g["versions"])
 
 
@@ -104,17 +108,17 @@ def test_dry_run_all_persists_nothing(emulator, method):
     emulator.request("POST", "/api/v1/namespaces/dry/configmaps", _cm("keep", "dry", data={"a": "1"}))
     before = emulator.request("GET", "/api/v1/namespaces/dry/configmaps")[2]
     if method == "POST":
-        status, _, body = emulator.request(
+        status, _headers, body = emulator.request(
             "POST", "/api/v1/namespaces/dry/configmaps?dryRun=All", _cm("new", "dry", data={"x": "y"})
         )
         assert status == 201 and body["metadata"]["name"] == "new"
     elif method == "PUT":
-        status, _, body = emulator.request(
+        status, _headers, body = emulator.request(
             "PUT", "/api/v1/namespaces/dry/configmaps/keep?dryRun=All", _cm("keep", "dry", data={"a": "2"})
         )
         assert status == 200 and body["data"] == {"a": "2"}
     elif method == "PATCH":
-        status, _, body = emulator.request(
+        status, _headers, body = emulator.request(
             "PATCH",
             "/api/v1/namespaces/dry/configmaps/keep?dryRun=All",
             {"data": {"a": "3"}},
@@ -122,7 +126,7 @@ def test_dry_run_all_persists_nothing(emulator, method):
         )
         assert status == 200 and body["data"] == {"a": "3"}
     else:
-        status, _, body = emulator.request("DELETE", "/api/v1/namespaces/dry/configmaps/keep?dryRun=All")
+        status, _headers, body = emulator.request("DELETE", "/api/v1/namespaces/dry/configmaps/keep?dryRun=All")
         assert status == 200
     after = emulator.request("GET", "/api/v1/namespaces/dry/configmaps")[2]
     assert after["items"] == before["items"]
@@ -131,7 +135,7 @@ def test_dry_run_all_persists_nothing(emulator, method):
 
 def test_dry_run_apply_of_a_missing_object_persists_nothing(emulator):
     namespace(emulator, "dry")
-    status, _, _ = emulator.request(
+    status, _headers, _body = emulator.request(
         "PATCH",
         "/api/v1/namespaces/dry/configmaps/ghost?fieldManager=t&dryRun=All",
         json.dumps(_cm("ghost", "dry")).encode(),
@@ -193,11 +197,11 @@ def test_kinds_of_a_created_crd_are_served_at_once(emulator, tmp_path):
             ],
         },
     }
-    status, _, body = emulator.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    status, _headers, body = emulator.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert status == 201, body
     conditions = {c["type"]: c["status"] for c in body["status"]["conditions"]}
     assert conditions == {"NamesAccepted": "True", "Established": "True"}
-    _, _, groups = emulator.request("GET", "/apis")
+    _status, _headers, groups = emulator.request("GET", "/apis")
     assert "example.com" in [g["name"] for g in groups["groups"]]
     namespace(emulator, "crs")
     widget = {
@@ -263,11 +267,11 @@ def test_custom_resource_schema_violations_are_422(emulator):
         ("wrongtype", {"size": "big"}, "spec.size"),
         ("missing", {}, "spec"),
     ):
-        status, _, body = emulator.request("POST", path, gadget(name, spec))
+        status, _headers, body = emulator.request("POST", path, gadget(name, spec))
         assert (status, body["reason"]) == (422, "Invalid"), body
         assert field in body["message"]
     # Strategic merge patch is not supported for custom resources (real servers answer 415 as well).
-    status, _, _ = emulator.request(
+    status, _headers, _body = emulator.request(
         "PATCH", path + "/ok", {"spec": {"size": 2}}, content_type="application/strategic-merge-patch+json"
     )
     assert status == 415
@@ -295,14 +299,14 @@ def test_invalid_builtin_objects_are_422(emulator, patch, reason):
         },
     }
     deploy["spec"].update(patch["spec"])
-    status, _, body = emulator.request("POST", "/apis/apps/v1/namespaces/bad/deployments", deploy)
+    status, _headers, body = emulator.request("POST", "/apis/apps/v1/namespaces/bad/deployments", deploy)
     assert (status, body["kind"], body["reason"], body["code"]) == (422, "Status", "Invalid", 422)
     assert reason in body["message"]
     assert body["details"]["causes"]
 
 
 def test_namespaced_objects_need_their_namespace(emulator):
-    status, _, body = emulator.request("POST", "/api/v1/namespaces/nowhere/configmaps", _cm("c", "nowhere"))
+    status, _headers, body = emulator.request("POST", "/api/v1/namespaces/nowhere/configmaps", _cm("c", "nowhere"))
     assert (status, body["reason"], body["message"]) == (404, "NotFound", 'namespaces "nowhere" not found')
 
 
@@ -323,16 +327,16 @@ def test_status_subresource_separates_status_from_spec(emulator):
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         "status": {"phase": "Bound"},
     }
-    _, _, created = emulator.request("POST", "/api/v1/namespaces/st/persistentvolumeclaims", pvc)
+    _status, _headers, created = emulator.request("POST", "/api/v1/namespaces/st/persistentvolumeclaims", pvc)
     assert "status" not in created  # dropped on create, like a real server
-    status, _, body = emulator.request(
+    status, _headers, body = emulator.request(
         "PATCH",
         "/api/v1/namespaces/st/persistentvolumeclaims/p/status",
         {"status": {"phase": "Bound"}, "spec": {"volumeName": "ignored"}},
         content_type="application/merge-patch+json",
     )
     assert status == 200 and body["status"] == {"phase": "Bound"} and "volumeName" not in body["spec"]
-    _, _, body = emulator.request(
+    _status, _headers, body = emulator.request(
         "PATCH",
         "/api/v1/namespaces/st/persistentvolumeclaims/p",
         {"status": {"phase": "Lost"}, "spec": {"volumeName": "v"}},
@@ -362,7 +366,7 @@ def test_patch_types(emulator):
     }
     path = "/apis/apps/v1/namespaces/pt/deployments/d"
     emulator.request("POST", "/apis/apps/v1/namespaces/pt/deployments", deploy)
-    _, _, body = emulator.request(
+    _status, _headers, body = emulator.request(
         "PATCH",
         path,
         {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.28"}]}}}},
@@ -372,18 +376,18 @@ def test_patch_types(emulator):
     assert [c["name"] for c in containers] == ["web", "side"]
     assert containers[0]["image"] == "nginx:1.28" and containers[0]["env"] == [{"name": "A", "value": "1"}]
     assert body["metadata"]["generation"] == 2
-    _, _, body = emulator.request(
+    _status, _headers, body = emulator.request(
         "PATCH", path, [{"op": "add", "path": "/spec/replicas", "value": 4}], content_type="application/json-patch+json"
     )
     assert body["spec"]["replicas"] == 4
-    status, _, body = emulator.request(
+    status, _headers, body = emulator.request(
         "PATCH",
         path,
         [{"op": "replace", "path": "/spec/paused", "value": True}],
         content_type="application/json-patch+json",
     )
     assert status == 422  # RFC 6902: replace needs an existing member
-    _, _, body = emulator.request(
+    _status, _headers, body = emulator.request(
         "PATCH",
         path,
         {"metadata": {"labels": {"x": "y"}}, "spec": {"replicas": None}},
@@ -391,14 +395,16 @@ def test_patch_types(emulator):
     )
     # replicas removed by the merge patch is defaulted back to 1, as kube-apiserver does
     assert body["metadata"]["labels"] == {"x": "y"} and body["spec"]["replicas"] == 1
-    status, _, body = emulator.request("PATCH", path, {"spec": {}}, content_type="text/plain")
+    status, _headers, body = emulator.request("PATCH", path, {"spec": {}}, content_type="text/plain")
     assert status == 415
 
 
 def test_unchanged_writes_keep_the_resource_version(emulator):
     namespace(emulator, "noop")
-    _, _, created = emulator.request("POST", "/api/v1/namespaces/noop/configmaps", _cm("c", "noop", data={"a": "1"}))
-    _, _, patched = emulator.request(
+    _status, _headers, created = emulator.request(
+        "POST", "/api/v1/namespaces/noop/configmaps", _cm("c", "noop", data={"a": "1"})
+    )
+    _status, _headers, patched = emulator.request(
         "PATCH",
         "/api/v1/namespaces/noop/configmaps/c",
         {"data": {"a": "1"}},
@@ -408,7 +414,7 @@ def test_unchanged_writes_keep_the_resource_version(emulator):
 
 
 def test_errors_are_status_objects(emulator):
-    status, _, body = emulator.request("GET", "/api/v1/namespaces/default/configmaps/missing")
+    status, _headers, body = emulator.request("GET", "/api/v1/namespaces/default/configmaps/missing")
     assert (status, body["kind"], body["reason"], body["message"]) == (
         404,
         "Status",
@@ -417,7 +423,7 @@ def test_errors_are_status_objects(emulator):
     )
     namespace(emulator, "dup")
     emulator.request("POST", "/api/v1/namespaces/dup/configmaps", _cm("c", "dup"))
-    status, _, body = emulator.request("POST", "/api/v1/namespaces/dup/configmaps", _cm("c", "dup"))
+    status, _headers, body = emulator.request("POST", "/api/v1/namespaces/dup/configmaps", _cm("c", "dup"))
     assert (status, body["reason"]) == (409, "AlreadyExists")
 
 
@@ -450,7 +456,7 @@ def test_request_log_counts_verbs(emulator):
     emulator.request("GET", "/api/v1/namespaces")
     emulator.request("GET", "/api/v1/namespaces/default")
     emulator.request("GET", "/apis")
-    _, _, log = emulator.request("GET", "/emulator/v1/requests")
+    _status, _headers, log = emulator.request("GET", "/emulator/v1/requests")
     assert log["counts"] == {"list": 1, "get": 1, "discovery": 1}
     assert log["requests"][0] == {
         "method": "GET",

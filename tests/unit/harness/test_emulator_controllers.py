@@ -15,7 +15,7 @@ SCHEMAS = Path(os.environ.get("FILEWCOUNT_SCHEMAS_DIR", REPO.parent / "shared" /
 
 
 def _post(emu, path: str, body: dict) -> dict:
-    status, _, out = emu.request("POST", path, body)
+    status, _headers, out = emu.request("POST", path, body)
     assert status == 201, out
     return out
 
@@ -34,7 +34,7 @@ def _flux_crds(emu) -> None:
         "helm.toolkit.fluxcd.io_helmreleases.yaml",
     ):
         crd = yaml.safe_load((SCHEMAS / name).read_text())
-        status, _, body = emu.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        status, _headers, body = emu.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
         assert status in (201, 409), body
 
 
@@ -58,7 +58,7 @@ def test_deployment_rolls_out_with_pods_and_metrics(controllers_emulator):
             },
         },
     )
-    _, _, dep = emu.request("GET", "/apis/apps/v1/namespaces/apps/deployments/web")
+    _status, _headers, dep = emu.request("GET", "/apis/apps/v1/namespaces/apps/deployments/web")
     status = dep["status"]
     assert (
         status["replicas"],
@@ -68,10 +68,10 @@ def test_deployment_rolls_out_with_pods_and_metrics(controllers_emulator):
         status["observedGeneration"],
     ) == (3, 3, 3, 3, 1)
     assert _conditions(dep)["Available"]["status"] == "True"
-    _, _, pods = emu.request("GET", "/api/v1/namespaces/apps/pods?labelSelector=app%3Dweb")
+    _status, _headers, pods = emu.request("GET", "/api/v1/namespaces/apps/pods?labelSelector=app%3Dweb")
     assert len(pods["items"]) == 3
     assert {p["status"]["phase"] for p in pods["items"]} == {"Running"}
-    _, _, metrics = emu.request("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods")
+    _status, _headers, metrics = emu.request("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods")
     assert metrics["kind"] == "PodMetricsList" and len(metrics["items"]) == 3
     # Scaling down removes pods; deleting the Deployment collects its ReplicaSets and Pods.
     emu.request(
@@ -104,7 +104,7 @@ def test_failing_deployment_reports_the_reason(controllers_emulator):
             },
         },
     )
-    _, _, dep = emu.request("GET", "/apis/apps/v1/namespaces/apps/deployments/sad")
+    _status, _headers, dep = emu.request("GET", "/apis/apps/v1/namespaces/apps/deployments/sad")
     available = _conditions(dep)["Available"]
     assert (available["status"], available["reason"], available["message"]) == (
         "False",
@@ -117,9 +117,9 @@ def test_failing_deployment_reports_the_reason(controllers_emulator):
 def test_hpa_reads_cpu_metrics_and_nodes_are_ready(controllers_emulator):
     emu = controllers_emulator
     _post(emu, "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "filewcount-control-plane"}})
-    _, _, node = emu.request("GET", "/api/v1/nodes/filewcount-control-plane")
+    _status, _headers, node = emu.request("GET", "/api/v1/nodes/filewcount-control-plane")
     assert _conditions(node)["Ready"]["status"] == "True"
-    _, _, nm = emu.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes/filewcount-control-plane")
+    _status, _headers, nm = emu.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes/filewcount-control-plane")
     assert nm["usage"]["cpu"]
     namespace(emu, "hpa")
     _post(
@@ -159,7 +159,7 @@ def test_hpa_reads_cpu_metrics_and_nodes_are_ready(controllers_emulator):
             },
         },
     )
-    _, _, hpa = emu.request("GET", "/apis/autoscaling/v2/namespaces/hpa/horizontalpodautoscalers/web")
+    _status, _headers, hpa = emu.request("GET", "/apis/autoscaling/v2/namespaces/hpa/horizontalpodautoscalers/web")
     assert (hpa["status"]["currentReplicas"], hpa["status"]["desiredReplicas"]) == (2, 2)
     assert hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"] >= 0
     assert _conditions(hpa)["ScalingActive"]["status"] == "True"
@@ -198,12 +198,12 @@ def test_flux_objects_become_ready_in_dependency_order(controllers_emulator):
                 },
             },
         )
-    _, _, repo = emu.request(
+    _status, _headers, repo = emu.request(
         "GET", "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/flux-system"
     )
     revision = repo["status"]["artifact"]["revision"]
     assert re.fullmatch(r"main@sha1:[0-9a-f]{40}", revision)
-    _, _, apps = emu.request("GET", base + "/apps")
+    _status, _headers, apps = emu.request("GET", base + "/apps")
     assert _conditions(apps)["Ready"]["status"] == "True"
     assert apps["status"]["lastAppliedRevision"] == revision
     assert apps["status"]["observedGeneration"] == apps["metadata"]["generation"]
@@ -237,23 +237,27 @@ def test_fail_rule_makes_a_helmrelease_not_ready(controllers_emulator):
                 },
             },
         )
-    _, _, broken = emu.request("GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/monitoring/helmreleases/broken")
+    _status, _headers, broken = emu.request(
+        "GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/monitoring/helmreleases/broken"
+    )
     ready = _conditions(broken)["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", "InstallFailed", "chart pull failed")
-    _, _, fine = emu.request("GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/monitoring/helmreleases/fine")
+    _status, _headers, fine = emu.request(
+        "GET", "/apis/helm.toolkit.fluxcd.io/v2/namespaces/monitoring/helmreleases/fine"
+    )
     assert _conditions(fine)["Ready"]["status"] == "True"
     assert fine["status"]["history"][0]["chartVersion"] == "88.5.3"
 
 
 def test_metrics_api_is_read_only(controllers_emulator):
-    status, _, body = controllers_emulator.request(
+    status, _headers, body = controllers_emulator.request(
         "POST", "/apis/metrics.k8s.io/v1beta1/nodes", {"kind": "NodeMetrics", "metadata": {"name": "x"}}
     )
     assert status == 405 and body["reason"] == "MethodNotAllowed"
 
 
 def test_metrics_api_is_absent_without_controllers(emulator):
-    _, _, groups = emulator.request("GET", "/apis")
+    _status, _headers, groups = emulator.request("GET", "/apis")
     assert "metrics.k8s.io" not in [g["name"] for g in groups["groups"]]
 
 
@@ -311,5 +315,5 @@ def test_kube_prometheus_stack_release_installs_the_operator_crds(controllers_em
             },
         },
     )
-    _, _, resources = emu.request("GET", "/apis/monitoring.coreos.com/v1")
+    _status, _headers, resources = emu.request("GET", "/apis/monitoring.coreos.com/v1")
     assert {"PodMonitor", "ServiceMonitor", "PrometheusRule"} <= {r["kind"] for r in resources["resources"]}

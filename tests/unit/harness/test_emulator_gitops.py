@@ -124,7 +124,7 @@ def test_push_apply_prune_and_refuse_invalid(gitops_env):
             },
         },
     )
-    status, _, _ = emu.request(
+    status, _headers, _body = emu.request(
         "POST",
         "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations",
         {
@@ -144,7 +144,7 @@ def test_push_apply_prune_and_refuse_invalid(gitops_env):
     ks = _reconcile(emu)
     assert _ready(ks)["status"] == "True", ks["status"]
     assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{sha}"
-    _, _, dep = emu.request("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
+    _status, _headers, dep = emu.request("GET", "/apis/apps/v1/namespaces/shop/deployments/web")
     assert dep["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "apps"
     assert dep["status"]["availableReplicas"] == 2
 

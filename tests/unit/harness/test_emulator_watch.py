@@ -39,7 +39,7 @@ def test_watch_is_chunked_json_lines_with_the_api_servers_content_type(emulator)
 
 def test_watch_from_a_resource_version_replays_later_events(emulator):
     namespace(emulator, "w2")
-    _, _, created = emulator.request(
+    _status, _headers, created = emulator.request(
         "POST", "/api/v1/namespaces/w2/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
     )
     emulator.request(

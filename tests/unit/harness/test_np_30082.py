@@ -126,14 +126,14 @@ def checkout(tmp_path) -> Path:
 
 
 def test_creates_the_default_repository_on_start(nodeport):
-    _, _, state = nodeport
+    _base, _url, state = nodeport
     bare = state / "git" / "filewcount.git"
     assert (bare / "HEAD").read_text().strip() == "ref: refs/heads/main"
     assert git(bare, "config", "http.receivepack").stdout.strip() == "true"
 
 
 def test_answers_503_until_the_service_has_an_available_deployment(nodeport, checkout):
-    base, _, _ = nodeport
+    base, _url, _state = nodeport
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{base}/filewcount.git/info/refs?service=git-upload-pack", timeout=10)
     assert err.value.code == 503
@@ -178,7 +178,7 @@ def test_large_push_with_chunked_transfer(nodeport, checkout):
 
 
 def test_unknown_repository_is_404(nodeport):
-    base, url, _ = nodeport
+    base, url, _state = nodeport
     apply_git_server(url)
     wait_available(url)
     with pytest.raises(urllib.error.HTTPError) as err:

@@ -43,11 +43,11 @@ class FakeKube:
     def list(self, api, kind, namespace=None, label_selector=None):
         self.calls.append(("list", kind))
         out = []
-        for (a, k, ns, _), obj in self.objects.items():
+        for (a, k, ns, _name), obj in self.objects.items():
             if a != api or k != kind or (namespace and ns != namespace):
                 continue
             if label_selector:
-                key, _, value = label_selector.partition("=")
+                key, _sep, value = label_selector.partition("=")
                 if (obj["metadata"].get("labels") or {}).get(key) != value:
                     continue
             out.append(copy.deepcopy(obj))
@@ -363,8 +363,8 @@ def test_secret_without_annotation_is_compared_by_content():
     kube = synced_cluster(github_params())
     key = ("v1", "Secret", "flux-system", "flux-system")
     del kube.objects[key]["metadata"]["annotations"]
-    _, same = _observe(kube, github_params())
-    _, other = _observe(kube, github_params(token=NEW_TOKEN))
+    _desired, same = _observe(kube, github_params())
+    _desired, other = _observe(kube, github_params(token=NEW_TOKEN))
     assert same.credentials_match is True
     assert other.credentials_match is False
 
@@ -560,7 +560,7 @@ def test_wrong_cli_version_fails_before_bootstrapping():
 )
 def test_cli_failures_map_to_one_sentence(output, error, text):
     err = fb.classify_cli_failure(output, github_params())
-    assert type(err) is error
+    assert err.__class__ is error
     assert text in str(err)
     assert str(err).count(". ") == 0 or str(err).endswith(".")
     assert "\n" not in str(err)

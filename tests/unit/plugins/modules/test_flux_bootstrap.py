@@ -91,7 +91,7 @@ def test_fresh_cluster_check_mode_then_bootstrap_then_idempotent(cluster, capsys
     assert result["revision"] == "main@sha1:abc"
     assert result["controllers"]["source-controller"] == "v1.9.4"
     assert TOKEN not in raw
-    assert all(TOKEN not in " ".join(argv) for argv, _ in cluster["commands"])
+    assert all(TOKEN not in " ".join(argv) for argv, _env in cluster["commands"])
     assert cluster["commands"][-1][1] == {"GITHUB_TOKEN": TOKEN}
 
     cluster["commands"].clear()
@@ -109,7 +109,7 @@ def test_rejected_token_is_one_sentence_without_the_token(cluster, capsys):
 
 
 def test_invalid_combination_fails_before_touching_anything(cluster, capsys):
-    result, _ = run_module(capsys, module_args(provider="git", url="http://git.local/r.git"))
+    result, _out = run_module(capsys, module_args(provider="git", url="http://git.local/r.git"))
     assert result["failed"] is True
     assert "uses plain HTTP" in result["msg"]
     assert cluster["commands"] == []
@@ -119,7 +119,7 @@ def test_invalid_combination_fails_before_touching_anything(cluster, capsys):
 def test_required_options_per_provider(cluster, capsys):
     args = module_args()
     del args["token"]
-    result, _ = run_module(capsys, args)
+    result, _out = run_module(capsys, args)
     assert result["failed"] is True
     assert "token" in result["msg"]
 
