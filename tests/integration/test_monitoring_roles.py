@@ -74,21 +74,43 @@ class Cluster:
             pytest.fail("the emulator did not start within 60 s")
         meta = json.loads(info.read_text())
         self.kubeconfig, self.url = meta["kubeconfig"], meta["url"]
-        self.env = dict(os.environ, KUBECONFIG=self.kubeconfig, STANDIN_API_SERVER=self.url,
-                        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", HOME=str(tmp / "home"),
-                        FLUX_STANDIN_CRDS_DIR=str(CRDS))
+        self.env = dict(
+            os.environ,
+            KUBECONFIG=self.kubeconfig,
+            STANDIN_API_SERVER=self.url,
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+            HOME=str(tmp / "home"),
+            FLUX_STANDIN_CRDS_DIR=str(CRDS),
+        )
         self.app_port, self.grafana_port = _free_ports(2)
         self.np_state = tmp / "nodeports"
         self.np_state.mkdir()
-        self.procs.append(subprocess.Popen(
-            [sys.executable, str(NODEPORTS), "--kubeconfig", self.kubeconfig, "--context", "kind-filewcount",
-             "--state-dir", str(self.np_state), "--map", f"127.0.0.1:{self.app_port}=30080",
-             "--map", f"127.0.0.1:{self.grafana_port}=30081"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(NODEPORTS),
+                    "--kubeconfig",
+                    self.kubeconfig,
+                    "--context",
+                    "kind-filewcount",
+                    "--state-dir",
+                    str(self.np_state),
+                    "--map",
+                    f"127.0.0.1:{self.app_port}=30080",
+                    "--map",
+                    f"127.0.0.1:{self.grafana_port}=30081",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         self.state_dir = tmp / "state" / "filewcount-gitops"
 
     def kubectl(self, *args, stdin=None, check=True):
-        return subprocess.run([str(KUBECTL), *args], input=stdin, env=self.env, capture_output=True, text=True,
-                              check=check).stdout
+        return subprocess.run(
+            [str(KUBECTL), *args], input=stdin, env=self.env, capture_output=True, text=True, check=check
+        ).stdout
 
     def apply_tree(self, path):
         built = self.kubectl("kustomize", str(ROOT / path))
@@ -97,8 +119,9 @@ class Cluster:
     def flux_synced(self):
         """What bootstrap + Flux would have produced: controllers, CRDs, sync objects and the kube/ tree applied."""
         self.kubectl("apply", "-f", "-", stdin=NODE)
-        components = subprocess.run([sys.executable, str(FLUX), "install", "--export"], env=self.env,
-                                    capture_output=True, text=True, check=True).stdout
+        components = subprocess.run(
+            [sys.executable, str(FLUX), "install", "--export"], env=self.env, capture_output=True, text=True, check=True
+        ).stdout
         self.kubectl("apply", "--server-side", "-f", "-", stdin=components)
         for crd in sorted(CRDS.glob("monitoring.coreos.com_*.yaml")):
             self.kubectl("apply", "--server-side", "-f", str(crd))
@@ -109,12 +132,17 @@ class Cluster:
             self.apply_tree(path)
 
     def play(self, playbook=PLAYBOOK, check=False, **extra):
-        extra = {"test_kubeconfig": self.kubeconfig, "test_state_dir": str(self.state_dir),
-                 "test_grafana_port": self.grafana_port, "test_app_port": self.app_port, **extra}
+        extra = {
+            "test_kubeconfig": self.kubeconfig,
+            "test_state_dir": str(self.state_dir),
+            "test_grafana_port": self.grafana_port,
+            "test_app_port": self.app_port,
+            **extra,
+        }
         argv = [str(ANSIBLE_PLAYBOOK), str(playbook), "-e", json.dumps(extra)] + (["--check"] if check else [])
         proc = subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, check=False)
         try:
-            report = json.loads(proc.stdout[proc.stdout.index("{"):])
+            report = json.loads(proc.stdout[proc.stdout.index("{") :])
         except ValueError:
             pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}): {proc.stdout}\n{proc.stderr}")
         return proc, report["stats"]["localhost"], report
@@ -229,8 +257,10 @@ def test_prove_failures_name_what_failed(synced):
         _proc, stats, report = cluster.play(test_steps=["prove"])
     finally:
         cluster.apply_tree("kube/infrastructure/configs")
-    assert "Grafana does not list the dashboard uid(s) filewcount after 4s (it lists: flux-cluster)" in \
-        _failure_message(report)
+    assert (
+        "Grafana does not list the dashboard uid(s) filewcount after 4s (it lists: flux-cluster)"
+        in _failure_message(report)
+    )
 
 
 def test_wrong_grafana_password_is_named_at_once(synced):
@@ -259,20 +289,28 @@ def test_filewcount_failures_name_the_step(synced):
         cluster.apply_tree("kube/apps/filewcount")
     assert stats["failures"] == 1
     assert _failure_message(report).startswith(
-        "Step 3/4 (HPA metrics) failed after 4s: HorizontalPodAutoscaler filewcount/filewcount does not exist")
+        "Step 3/4 (HPA metrics) failed after 4s: HorizontalPodAutoscaler filewcount/filewcount does not exist"
+    )
 
 
 def test_failed_release_shows_its_condition(tmp_path):
-    failing = Cluster(tmp_path, ["HelmRelease/monitoring/kube-prometheus-stack=InstallFailed:"
-                                 "Helm install failed: timed out waiting for the condition"])
+    failing = Cluster(
+        tmp_path,
+        [
+            "HelmRelease/monitoring/kube-prometheus-stack=InstallFailed:"
+            "Helm install failed: timed out waiting for the condition"
+        ],
+    )
     try:
         failing.flux_synced()
         _proc, stats, report = failing.play(test_steps=["credentials", "wait"])
         assert stats["failures"] == 1
         message = _failure_message(report)
         assert "HelmRelease(s) not Ready after 4s" in message
-        assert ("HelmRelease monitoring/kube-prometheus-stack: Ready=False reason=InstallFailed "
-                "message=Helm install failed: timed out waiting for the condition") in message
+        assert (
+            "HelmRelease monitoring/kube-prometheus-stack: Ready=False reason=InstallFailed "
+            "message=Helm install failed: timed out waiting for the condition"
+        ) in message
         assert "metrics-server" not in message.split("after 4s:")[1].split(".")[0]
     finally:
         failing.stop()
@@ -283,10 +321,14 @@ def test_status_report(synced):
     _proc, stats, report = cluster.play(ROOT / "playbooks" / "status.yml", status_kubeconfig=cluster.kubeconfig)
     assert stats["failures"] == 0 and stats["changed"] == 0
     msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
-    for needle in ("Flux sources", "GitRepository  flux-system/flux-system  Ready=True",
-                   "HelmRelease  monitoring/kube-prometheus-stack  Ready=True  kube-prometheus-stack@88.5.3",
-                   "desired (min 3, max 10)  CPU 5% of target 70%", "Node  filewcount-control-plane",
-                   "Recent Warning events (newest first)"):
+    for needle in (
+        "Flux sources",
+        "GitRepository  flux-system/flux-system  Ready=True",
+        "HelmRelease  monitoring/kube-prometheus-stack  Ready=True  kube-prometheus-stack@88.5.3",
+        "desired (min 3, max 10)  CPU 5% of target 70%",
+        "Node  filewcount-control-plane",
+        "Recent Warning events (newest first)",
+    ):
         assert needle in msg
 
 
@@ -323,8 +365,9 @@ class FakeFluxApplier(threading.Thread):
     def run(self):
         seen = ""
         while not self.stop.wait(0.5):
-            status = json.loads(self.cluster.kubectl("get", "kustomization", "-n", "flux-system", "apps", "-o",
-                                                     "json"))["status"]
+            status = json.loads(
+                self.cluster.kubectl("get", "kustomization", "-n", "flux-system", "apps", "-o", "json")
+            )["status"]
             if status.get("lastHandledReconcileAt", "") != seen:
                 seen = status.get("lastHandledReconcileAt", "")
                 text = _git(self.bare, "show", f"main:{MANIFEST}")
@@ -336,8 +379,14 @@ def test_upgrade_and_downgrade_through_gitops(synced, checkout):
     work, bare = checkout
     applier = FakeFluxApplier(cluster, bare)
     applier.start()
-    common = {"upgrade_repo_dir": str(work), "upgrade_kubeconfig": cluster.kubeconfig, "upgrade_kube_context": "",
-              "upgrade_require_pushed_revision": False, "upgrade_timeout": 20, "upgrade_poll_delay": 1}
+    common = {
+        "upgrade_repo_dir": str(work),
+        "upgrade_kubeconfig": cluster.kubeconfig,
+        "upgrade_kube_context": "",
+        "upgrade_require_pushed_revision": False,
+        "upgrade_timeout": 20,
+        "upgrade_poll_delay": 1,
+    }
     upgrade = ROOT / "playbooks" / "upgrade.yml"
     try:
         proc, stats, report = cluster.play(upgrade, filewcount_image_tag="2.0", **common)
@@ -345,12 +394,14 @@ def test_upgrade_and_downgrade_through_gitops(synced, checkout):
         assert stats["changed"] == 2  # the commit + push, and the reconcile annotations (one loop task)
         msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
         assert "Changed docker.io/bldrtech/filewcount:1.0 to docker.io/bldrtech/filewcount:2.0" in msg
-        assert ("Cluster ran before: docker.io/bldrtech/filewcount:1.0\n"
-                "Cluster runs now: docker.io/bldrtech/filewcount:2.0") in msg
+        assert (
+            "Cluster ran before: docker.io/bldrtech/filewcount:1.0\nCluster runs now: docker.io/bldrtech/filewcount:2.0"
+        ) in msg
         assert "filewcount:2.0" in _git(bare, "show", f"main:{MANIFEST}")
         for kind, name in (("gitrepository", "flux-system"), ("kustomization", "apps")):
-            annotations = json.loads(cluster.kubectl("get", kind, "-n", "flux-system", name, "-o", "json"))[
-                "metadata"]["annotations"]
+            annotations = json.loads(cluster.kubectl("get", kind, "-n", "flux-system", name, "-o", "json"))["metadata"][
+                "annotations"
+            ]
             assert "reconcile.fluxcd.io/requestedAt" in annotations
         proc, stats, report = cluster.play(upgrade, filewcount_image_tag="2.0", **common)
         assert stats["changed"] == 0 and stats["failures"] == 0, _failure_message(report)
@@ -368,16 +419,19 @@ def test_upgrade_and_downgrade_through_gitops(synced, checkout):
 
 @pytest.mark.parametrize(
     ("extra", "needle"),
-    [({"filewcount_image_tag": "latest"}, "Refusing the tag 'latest'"),
-     ({"filewcount_image_tag": "two"}, "does not match the expected version format"),
-     ({}, "No image tag given: run ansible-playbook playbooks/upgrade.yml -e filewcount_image_tag=2.0")],
+    [
+        ({"filewcount_image_tag": "latest"}, "Refusing the tag 'latest'"),
+        ({"filewcount_image_tag": "two"}, "does not match the expected version format"),
+        ({}, "No image tag given: run ansible-playbook playbooks/upgrade.yml -e filewcount_image_tag=2.0"),
+    ],
 )
 def test_upgrade_refuses_bad_tags(synced, checkout, extra, needle):
     cluster = synced
     work, bare = checkout
     head = _git(bare, "rev-parse", "main")
-    _proc, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
-                                        upgrade_kubeconfig=cluster.kubeconfig, **extra)
+    _proc, stats, report = cluster.play(
+        ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work), upgrade_kubeconfig=cluster.kubeconfig, **extra
+    )
     assert stats["failures"] == 1
     assert needle in _failure_message(report)
     assert _git(bare, "rev-parse", "main") == head
@@ -388,7 +442,11 @@ def test_upgrade_refuses_a_dirty_tree(synced, checkout):
     work, _bare = checkout
     with open(work / MANIFEST, "a", encoding="utf-8") as handle:
         handle.write("# local edit\n")
-    _proc, stats, report = cluster.play(ROOT / "playbooks" / "upgrade.yml", upgrade_repo_dir=str(work),
-                                        upgrade_kubeconfig=cluster.kubeconfig, filewcount_image_tag="2.0")
+    _proc, stats, report = cluster.play(
+        ROOT / "playbooks" / "upgrade.yml",
+        upgrade_repo_dir=str(work),
+        upgrade_kubeconfig=cluster.kubeconfig,
+        filewcount_image_tag="2.0",
+    )
     assert stats["failures"] == 1
     assert _failure_message(report).startswith(f"The working tree has uncommitted changes ({MANIFEST})")

@@ -78,16 +78,19 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
         def do_GET(self) -> None:
             dep, reason = backend(api_server(kubeconfig, context))
             if dep is None:
-                self._send(503, f"no service behind NodePort {NODE_PORT}: {reason}\n".encode(),
-                           "text/plain; charset=utf-8")
+                self._send(
+                    503, f"no service behind NodePort {NODE_PORT}: {reason}\n".encode(), "text/plain; charset=utf-8"
+                )
                 return
             if self.path.split("?")[0] != "/":
                 self._send(404, b"<html><body><h1>404 Not Found</h1></body></html>\n", "text/html")
                 return
             images = ", ".join(c.get("image", "") for c in dep["spec"]["template"]["spec"].get("containers") or [])
-            body = ("<!DOCTYPE html><html><head><title>filewcount</title></head><body>"
-                    "<h1>filewcount</h1><p>Upload a file to count its words (test double).</p>"
-                    f"<p>image: {html.escape(images)}</p></body></html>\n").encode()
+            body = (
+                "<!DOCTYPE html><html><head><title>filewcount</title></head><body>"
+                "<h1>filewcount</h1><p>Upload a file to count its words (test double).</p>"
+                f"<p>image: {html.escape(images)}</p></body></html>\n"
+            ).encode()
             self._send(200, body, "text/html; charset=utf-8")
 
         do_HEAD = do_GET

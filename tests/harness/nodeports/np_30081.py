@@ -80,8 +80,9 @@ class Cluster:
 
 
 def _ready(obj: dict, ctype: str = "Ready") -> bool:
-    return any(c.get("type") == ctype and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == ctype and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions") or []
+    )
 
 
 def grafana_up(cluster: Cluster) -> tuple[bool, str]:
@@ -100,8 +101,10 @@ def credentials(cluster: Cluster) -> tuple[str, str] | None:
         return None
     data = secret.get("data") or {}
     try:
-        return (base64.b64decode(data.get("admin-user", "")).decode(),
-                base64.b64decode(data.get("admin-password", "")).decode())
+        return (
+            base64.b64decode(data.get("admin-user", "")).decode(),
+            base64.b64decode(data.get("admin-password", "")).decode(),
+        )
     except (binascii.Error, UnicodeDecodeError):
         return None
 
@@ -127,9 +130,18 @@ def _slug(title: str) -> str:
 
 def search_entry(index: int, dash: dict) -> dict:
     slug = _slug(dash.get("title", ""))
-    return {"id": index, "uid": dash["uid"], "title": dash.get("title", ""), "uri": f"db/{slug}",
-            "url": f"/d/{dash['uid']}/{slug}", "slug": "", "type": "dash-db", "tags": dash.get("tags") or [],
-            "isStarred": False, "sortMeta": 0}
+    return {
+        "id": index,
+        "uid": dash["uid"],
+        "title": dash.get("title", ""),
+        "uri": f"db/{slug}",
+        "url": f"/d/{dash['uid']}/{slug}",
+        "slug": "",
+        "type": "dash-db",
+        "tags": dash.get("tags") or [],
+        "isStarred": False,
+        "sortMeta": 0,
+    }
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -138,17 +150,30 @@ def _selects(selector: dict, labels: dict) -> bool:
             return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) or \
-                (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+        if (
+            (op == "In" and labels.get(key) not in values)
+            or (op == "NotIn" and labels.get(key) in values)
+            or (op == "Exists" and key not in labels)
+            or (op == "DoesNotExist" and key in labels)
+        ):
             return False
     return True
 
 
 def _target(labels: dict, url: str, up: bool, pool: str, error: str = "") -> dict:
-    return {"discoveredLabels": {}, "labels": labels, "scrapePool": pool, "scrapeUrl": url,
-            "globalUrl": url, "lastError": "" if up else (error or "connection refused"),
-            "lastScrape": "1970-01-01T00:00:00Z", "lastScrapeDuration": 0.01, "health": "up" if up else "down",
-            "scrapeInterval": "30s", "scrapeTimeout": "10s"}
+    return {
+        "discoveredLabels": {},
+        "labels": labels,
+        "scrapePool": pool,
+        "scrapeUrl": url,
+        "globalUrl": url,
+        "lastError": "" if up else (error or "connection refused"),
+        "lastScrape": "1970-01-01T00:00:00Z",
+        "lastScrapeDuration": 0.01,
+        "health": "up" if up else "down",
+        "scrapeInterval": "30s",
+        "scrapeTimeout": "10s",
+    }
 
 
 def targets(cluster: Cluster, down_jobs: list[str]) -> list[dict]:
@@ -156,14 +181,37 @@ def targets(cluster: Cluster, down_jobs: list[str]) -> list[dict]:
     for node in cluster.items("/api/v1/nodes"):
         name = node["metadata"]["name"]
         for index, path in enumerate(("/metrics", "/metrics/cadvisor", "/metrics/probes")):
-            out.append(_target({"job": "kubelet", "metrics_path": path, "node": name, "namespace": "kube-system",
-                                "service": f"{RELEASE}-kubelet", "endpoint": "https-metrics",
-                                "instance": "172.18.0.2:10250"},
-                               f"https://172.18.0.2:10250{path}", _ready(node),
-                               f"serviceMonitor/{NAMESPACE}/{RELEASE}-kubelet/{index}", "node not Ready"))
-    out.append(_target({"job": "kube-state-metrics", "namespace": NAMESPACE, "service": f"{RELEASE}-kube-state-metrics",
-                        "endpoint": "http", "instance": "10.244.0.10:8080"}, "http://10.244.0.10:8080/metrics", True,
-                       f"serviceMonitor/{NAMESPACE}/{RELEASE}-kube-state-metrics/0"))
+            out.append(
+                _target(
+                    {
+                        "job": "kubelet",
+                        "metrics_path": path,
+                        "node": name,
+                        "namespace": "kube-system",
+                        "service": f"{RELEASE}-kubelet",
+                        "endpoint": "https-metrics",
+                        "instance": "172.18.0.2:10250",
+                    },
+                    f"https://172.18.0.2:10250{path}",
+                    _ready(node),
+                    f"serviceMonitor/{NAMESPACE}/{RELEASE}-kubelet/{index}",
+                    "node not Ready",
+                )
+            )
+    out.append(
+        _target(
+            {
+                "job": "kube-state-metrics",
+                "namespace": NAMESPACE,
+                "service": f"{RELEASE}-kube-state-metrics",
+                "endpoint": "http",
+                "instance": "10.244.0.10:8080",
+            },
+            "http://10.244.0.10:8080/metrics",
+            True,
+            f"serviceMonitor/{NAMESPACE}/{RELEASE}-kube-state-metrics/0",
+        )
+    )
     for monitor in cluster.items("/apis/monitoring.coreos.com/v1/podmonitors"):
         meta, spec = monitor["metadata"], monitor.get("spec") or {}
         namespaces = (spec.get("namespaceSelector") or {}).get("matchNames") or [meta["namespace"]]
@@ -173,12 +221,22 @@ def targets(cluster: Cluster, down_jobs: list[str]) -> list[dict]:
                     continue
                 for index, endpoint in enumerate(spec.get("podMetricsEndpoints") or [{}]):
                     ip = (pod.get("status") or {}).get("podIP") or "10.244.0.20"
-                    out.append(_target({"job": f"{meta['namespace']}/{meta['name']}", "namespace": namespace,
-                                        "pod": pod["metadata"]["name"], "endpoint": endpoint.get("port", ""),
-                                        "container": ((pod.get("spec") or {}).get("containers") or [{}])[0]
-                                        .get("name", ""), "instance": f"{ip}:8080"},
-                                       f"http://{ip}:8080/metrics", _ready(pod),
-                                       f"podMonitor/{meta['namespace']}/{meta['name']}/{index}", "pod not Ready"))
+                    out.append(
+                        _target(
+                            {
+                                "job": f"{meta['namespace']}/{meta['name']}",
+                                "namespace": namespace,
+                                "pod": pod["metadata"]["name"],
+                                "endpoint": endpoint.get("port", ""),
+                                "container": ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name", ""),
+                                "instance": f"{ip}:8080",
+                            },
+                            f"http://{ip}:8080/metrics",
+                            _ready(pod),
+                            f"podMonitor/{meta['namespace']}/{meta['name']}/{index}",
+                            "pod not Ready",
+                        )
+                    )
     for target in out:
         if any(re.fullmatch(pattern, target["labels"]["job"]) for pattern in down_jobs):
             target["health"], target["lastError"] = "down", "marked down by prometheus-down-jobs (test knob)"
@@ -214,8 +272,15 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
                     user, password = "", ""
                 if (user, password) == wanted and password:
                     return True
-            self._json(401, {"message": "Invalid username or password", "messageId": "password-auth.failed",
-                             "statusCode": 401, "traceID": ""})
+            self._json(
+                401,
+                {
+                    "message": "Invalid username or password",
+                    "messageId": "password-auth.failed",
+                    "statusCode": 401,
+                    "traceID": "",
+                },
+            )
             return False
 
         def do_GET(self) -> None:
