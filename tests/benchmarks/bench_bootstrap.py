@@ -80,8 +80,12 @@ def main() -> int:
         extra = ["--extra-vars", json.dumps({"gitops_host_ports": mapping})]
     workdir = Path(tempfile.mkdtemp(prefix="bench-bootstrap-"))
     standin = workdir / "standin"
+    # Like molecule/default's prepare: seed the git server from a clone of the committed project, so the
+    # benchmark never adds a remote to (or fast-forwards) the developer's checkout.
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(workdir / "checkout")], check=True)
     env = dict(
         os.environ,
+        MOLECULE_EPHEMERAL_DIRECTORY=str(workdir),
         STANDIN_STATE_DIR=str(standin),
         FILEWCOUNT_STATE_DIR=str(workdir / "state"),
         FILEWCOUNT_CACHE_DIR=str(workdir / "cache"),
