@@ -15,3 +15,19 @@ def _module_side_warnings(monkeypatch):
     A real module runs in a process of its own where that never happens, so the tests pin it to module side.
     """
     monkeypatch.setattr(_internal, "is_controller", False)
+
+
+@pytest.fixture
+def git_env(tmp_path, monkeypatch):
+    """Run git as on a fresh machine: an empty HOME, no system config, and a fixed identity for commits."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for key, value in {
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }.items():
+        monkeypatch.setenv(key, value)

@@ -24,19 +24,7 @@ spec:
 """
 
 
-@pytest.fixture(autouse=True)
-def git_env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    for key, value in {
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Test",
-        "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "Test",
-        "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }.items():
-        monkeypatch.setenv(key, value)
+pytestmark = pytest.mark.usefixtures("git_env")
 
 
 def git(cwd: Path, *args: str) -> str:
