@@ -85,7 +85,7 @@ EXAMPLES = r"""
       apiVersion: kind.x-k8s.io/v1alpha4
       nodes:
         - role: control-plane
-          image: kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
+          image: kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed
           extraPortMappings:
             - {containerPort: 30080, hostPort: 8080, listenAddress: 127.0.0.1}
 

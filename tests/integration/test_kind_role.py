@@ -115,7 +115,7 @@ def test_create_rerun_check_mismatch_delete(harness):
     assert kubeconfig["current-context"] == "kind-filewcount"
     assert not (tmp_path / "home" / ".kube").exists()
     rendered = tasks[CREATE]["rendered_config"]["nodes"][0]
-    assert rendered["image"].startswith("kindest/node:v1.37.0@sha256:")
+    assert rendered["image"].startswith("kindest/node:v1.36.4@sha256:")
     assert rendered["extraMounts"] == [
         {"hostPath": variables["kind_data_dir"], "containerPath": "/var/local-path-provisioner"}
     ]
@@ -129,7 +129,7 @@ def test_create_rerun_check_mismatch_delete(harness):
 
     changed = dict(
         variables,
-        kind_node_image="kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
+        kind_node_image="kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0",
     )
     rc, stats, tasks = play(env, changed)
     assert rc == 2

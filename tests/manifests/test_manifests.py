@@ -38,12 +38,12 @@ NEGATIVE = {
     ): "Kustomization flux-system/apps (path ./kube/app): path ./kube/app does not exist in the repository.",
     ("build", "not-a-manifest"): "notes.yaml is not a Kubernetes manifest (every document needs apiVersion and kind)",
     ("builtin", "unknown-field"): (
-        "Service filewcount/filewcount (kube/apps/filewcount/service.yaml): invalid for Kubernetes 1.37 at "
+        "Service filewcount/filewcount (kube/apps/filewcount/service.yaml): invalid for Kubernetes 1.36 at "
         "spec.ports.0: Additional properties are not allowed ('nodeport' was unexpected)."
     ),
     ("builtin", "removed-api"): (
         "PodDisruptionBudget filewcount/filewcount (kube/apps/filewcount/pdb.yaml): policy/v1beta1 "
-        "PodDisruptionBudget is neither a Kubernetes 1.37 kind nor a CRD in the schema directory"
+        "PodDisruptionBudget is neither a Kubernetes 1.36 kind nor a CRD in the schema directory"
     ),
     ("builtin", "wrong-type"): "at spec.replicas: 'three' is not of type 'integer'",
     ("crd", "unknown-field"): (

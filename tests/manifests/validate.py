@@ -6,7 +6,7 @@ Six checks, each returning a list of problems (one sentence each, naming the obj
    directory under ``kube/bootstrap/`` builds with ``kubectl kustomize``; a directory without a
    kustomization file gets one generated the way Flux's kustomize-controller does; every YAML/JSON file
    under ``kube/`` is applied by one of them.
-2. ``builtin``: built-in kinds validate with ``kubernetes-validate --strict`` against Kubernetes 1.37.
+2. ``builtin``: built-in kinds validate with ``kubernetes-validate --strict`` against Kubernetes 1.36.
 3. ``crd``: Flux and prometheus-operator kinds validate against their CRDs' ``openAPIV3Schema``
    (unknown fields rejected, as the API server's strict field validation would).
 4. ``values``: every key path in a HelmRelease's values (and in a values ConfigMap it reads) exists in
@@ -59,7 +59,7 @@ KUBE_DIR = "kube"
 # The path the root Flux Kustomization (flux-system, written by bootstrap) syncs: gitops_sync_path.
 SYNC_PATH = "kube/clusters/kind"
 BOOTSTRAP_DIR = "kube/bootstrap"
-KUBERNETES_VERSION = "1.37"
+KUBERNETES_VERSION = "1.36"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 
@@ -523,7 +523,7 @@ def check_build(tree: Tree) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. built-in kinds against Kubernetes 1.37
+# 2. built-in kinds against Kubernetes 1.36
 # --------------------------------------------------------------------------------------------------
 
 

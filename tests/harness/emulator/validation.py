@@ -1,6 +1,6 @@
 """Object validation of the emulated Kubernetes API (test double, never shipped).
 
-Built-in kinds are checked against the strict Kubernetes 1.37 JSON schemas shipped by ``kubernetes-validate``
+Built-in kinds are checked against the strict Kubernetes 1.36 JSON schemas shipped by ``kubernetes-validate``
 (unknown fields and wrong types are errors); custom resources against their CRD's ``openAPIV3Schema`` turned into
 a JSON schema that honours ``x-kubernetes-preserve-unknown-fields``, ``x-kubernetes-int-or-string``,
 ``x-kubernetes-embedded-resource`` and ``nullable``, and rejects unknown fields like a structural schema with
@@ -19,7 +19,7 @@ import referencing
 import referencing.jsonschema
 from kubernetes_validate import utils as kv_utils
 
-KUBERNETES_VERSION = "1.37.0"
+KUBERNETES_VERSION = "1.36.0"
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

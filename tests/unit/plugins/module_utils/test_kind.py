@@ -9,7 +9,7 @@ import yaml
 
 from ansible_collections.filewcount.gitops.plugins.module_utils import kind as k
 
-IMAGE = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+IMAGE = "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed"
 
 
 def config(host_port=8080, image=IMAGE):
@@ -107,7 +107,7 @@ def test_hash_ignores_label_and_is_stable():
 @pytest.mark.parametrize(
     "change",
     [
-        lambda c: c["nodes"][0].update(image="kindest/node:v1.36.4@sha256:" + "0" * 64),
+        lambda c: c["nodes"][0].update(image="kindest/node:v1.35.8@sha256:" + "0" * 64),
         lambda c: c["nodes"][0]["extraPortMappings"][0].update(hostPort=9090),
         lambda c: c["nodes"][0].update(extraMounts=[{"hostPath": "/data", "containerPath": "/var/x"}]),
         lambda c: c["nodes"].append({"role": "worker"}),
@@ -163,7 +163,7 @@ def test_invalid_configs_are_refused(bad):
             "already exists",
         ),
         (
-            'ERROR: failed to create cluster: failed to pull image "kindest/node:v1.37.0@sha256:..."',
+            'ERROR: failed to create cluster: failed to pull image "kindest/node:v1.36.4@sha256:..."',
             "pulling the node image",
         ),
         ("ERROR: failed to create cluster: write /var/lib/docker/x: no space left on device", "disk is full"),

@@ -46,7 +46,7 @@ def cluster_config(port):
         "nodes": [
             {
                 "role": "control-plane",
-                "image": "kindest/node:v1.37.0@sha256:" + "a" * 64,
+                "image": "kindest/node:v1.36.4@sha256:" + "a" * 64,
                 "extraPortMappings": [{"containerPort": 30099, "hostPort": port, "listenAddress": "127.0.0.1"}],
             }
         ],
