@@ -184,7 +184,7 @@ class Controllers:
                     "containerRuntimeVersion": "containerd://2.1.0",
                     "kernelVersion": "6.1.0",
                     "kubeProxyVersion": "",
-                    "kubeletVersion": "v1.37.0",
+                    "kubeletVersion": "v1.36.3",
                     "machineID": _hex("machine" + node["metadata"]["name"], 32),
                     "operatingSystem": "linux",
                     "osImage": "Debian GNU/Linux 12 (bookworm)",

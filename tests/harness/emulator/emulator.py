@@ -15,7 +15,7 @@ What it does (plain HTTP on 127.0.0.1, no auth):
   metadata.name, metadata.namespace, status.phase).
 - ``status`` subresource (GET/PUT/PATCH .../status): main-resource writes keep the status, status writes keep the
   rest. Namespaced writes need the Namespace to exist (404 NotFound otherwise).
-- Validation (422 Invalid Status naming the fields): built-in kinds strictly against the Kubernetes 1.37 schemas of
+- Validation (422 Invalid Status naming the fields): built-in kinds strictly against the Kubernetes 1.36 schemas of
   ``kubernetes-validate``; custom resources against their CRD's openAPIV3Schema; names must be RFC 1123 subdomains.
 - Request log with counts per verb (``--request-log``), controllers mode (``--controllers``, see controllers.py)
   with ``--fail`` rules, and metrics.k8s.io/v1beta1 NodeMetrics/PodMetrics in controllers mode. GitRepositories
@@ -64,7 +64,7 @@ from store import ApiError, Store, not_found
 KUBE_VERSION = {
     "major": "1",
     "minor": "37",
-    "gitVersion": "v1.37.0",
+    "gitVersion": "v1.36.3",
     "gitCommit": "0" * 40,
     "gitTreeState": "clean",
     "buildDate": "2026-08-26T00:00:00Z",
@@ -148,7 +148,7 @@ def _segments(path: str) -> list[str]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "filewcount-emulated-kube-apiserver/1.37"
+    server_version = "filewcount-emulated-kube-apiserver/1.36"
     emulator: Emulator = None  # type: ignore[assignment]
 
     def log_message(self, fmt, *args):  # quiet; the request log records requests
@@ -242,6 +242,12 @@ class Handler(BaseHTTPRequestHandler):
     def _q(self, name: str, default: str = "") -> str:
         vals = self._query.get(name)
         return vals[-1] if vals else default
+
+    def _q_bool(self, name: str) -> bool:
+        # As kube-apiserver (apimachinery Convert_Slice_string_To_bool): absent, "0" and "false" in any case are
+        # false, anything else is true, so watch=True (the Python client before 37.x) starts a watch.
+        vals = self._query.get(name)
+        return bool(vals) and vals[0] != "0" and vals[0].lower() != "false"
 
     # ---------------------------------------------------------------------------------------------- routes
     def _route(self, path: str) -> None:
@@ -400,7 +406,7 @@ class Handler(BaseHTTPRequestHandler):
                 200,
                 {
                     "openapi": "3.0.0",
-                    "info": {"title": "Kubernetes", "version": "v1.37.0"},
+                    "info": {"title": "Kubernetes", "version": "v1.36.3"},
                     "paths": paths,
                     "components": {"schemas": {}},
                 },
@@ -467,7 +473,7 @@ class Handler(BaseHTTPRequestHandler):
         rtype, namespace, name, sub, watch_path = self._parse_resource_path(group, version, rest)
         self._resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
         method = self.command
-        is_watch = watch_path or self._q("watch") in ("true", "1")
+        is_watch = watch_path or self._q_bool("watch")
         if rtype.virtual:
             return self._metrics(rtype, namespace, name, method)
         if sub == "scale":
@@ -538,7 +544,7 @@ class Handler(BaseHTTPRequestHandler):
                 sub,
                 dry_run=self._dry_run(None),
                 field_manager=self._q("fieldManager"),
-                force=self._q("force") == "true",
+                force=self._q_bool("force"),
             )
             return self._send(200, obj)
         if method == "DELETE":
@@ -704,7 +710,7 @@ class Handler(BaseHTTPRequestHandler):
             return match(obj)
 
         initial = []
-        send_initial = self._q("sendInitialEvents") == "true"
+        send_initial = self._q_bool("sendInitialEvents")
         with store.lock:
             state = store.generation_of_state
             if send_initial:
