@@ -63,7 +63,7 @@ from store import ApiError, Store, not_found
 
 KUBE_VERSION = {
     "major": "1",
-    "minor": "37",
+    "minor": "36",
     "gitVersion": "v1.36.3",
     "gitCommit": "0" * 40,
     "gitTreeState": "clean",
