@@ -8,7 +8,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=tests/harness/versions.env
+# versions.env holds only KEY=value lines (read by cluster.py too).
+# shellcheck disable=SC1091
 . "$here/versions.env"
 
 testbin=${FILEWCOUNT_TESTBIN_DIR:-${FILEWCOUNT_CACHE_DIR:-$HOME/.cache/filewcount-gitops}/testbin}
