@@ -6,6 +6,8 @@
 # Modules come from the Go module proxy and are verified against the Go checksum database (go.sum, GOSUMDB);
 # nothing is downloaded from a release site. Usage: build-testbin.sh [--print-dir] [NAME ...]
 set -euo pipefail
+# A failure inside $(...) (e.g. a `go get` in a *_module function) stops the build instead of marking it ready.
+shopt -s inherit_errexit
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # versions.env holds only KEY=value lines (read by cluster.py too).
@@ -22,7 +24,8 @@ command -v go >/dev/null || { echo "build-testbin: the Go toolchain (go) is not 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 mkdir -p "$testbin/src"
 
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server)
+flux_controllers=(source-controller kustomize-controller helm-controller notification-controller)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm)
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=("${all[@]}")
 
@@ -32,6 +35,11 @@ version_of() {
     kube-*|kubectl) echo "$KUBERNETES_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
+    source-controller) echo "$SOURCE_CONTROLLER_VERSION" ;;
+    kustomize-controller) echo "$KUSTOMIZE_CONTROLLER_VERSION" ;;
+    helm-controller) echo "$HELM_CONTROLLER_VERSION" ;;
+    notification-controller) echo "$NOTIFICATION_CONTROLLER_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
     *) echo "build-testbin: unknown program $1 (known: ${all[*]})" >&2; exit 2 ;;
   esac
 }
@@ -115,6 +123,69 @@ GO
   echo "$dir"
 }
 
+# Print a go.mod's replace directives whose target is a published module version (`old => new vX`, single or in a
+# `replace ( ... )` block), one `replace` line each; those with a local target (`=> ./api`) are left out.
+published_replaces() {
+  awk '
+    { sub(/[ \t]*\/\/.*/, ""); sub(/[ \t]+$/, ""); spec = "" }
+    /^replace[ \t]*\($/ { block = 1; next }
+    block && /^[ \t]*\)$/ { block = 0; next }
+    block { spec = $0 }
+    !block && $1 == "replace" { spec = $0; sub(/^replace[ \t]+/, "", spec) }
+    spec != "" {
+      split(spec, side, /[ \t]*=>[ \t]*/)
+      sub(/^[ \t]+/, "", side[1])
+      if (split(side[2], target, /[ \t]+/) == 2 && target[1] !~ /^[.\/]/) print "replace " side[1] " => " side[2]
+    }
+  ' "$1"
+}
+
+# Module versions the Go module proxy lists (.info, .mod) but whose source it refuses to serve (403 on the .zip), each
+# with a published version of the same source. github.com/fluxcd/pkg/artifact v0.18.2 (required by source-controller
+# v1.9.4) differs from v0.18.1 only in go.mod: it requires fluxcd/pkg/oci v0.68.1 instead of v0.68.0, and
+# source-controller requires oci v0.68.1 itself, so the selected modules stay the same.
+proxy_substitutes=(
+  "github.com/fluxcd/pkg/artifact v0.18.2 => github.com/fluxcd/pkg/artifact v0.18.1"
+)
+
+# Helm's module path for HELM_VERSION (helm.sh/helm/v4 for v4.x).
+helm_module() {
+  echo "helm.sh/helm/${HELM_VERSION%%.*}"
+}
+
+# The Flux controllers cannot be `go install`ed either: each go.mod replaces its own api module with ./api. A wrapper
+# module requires the controller and that api module, published at the same tag, and copies the release's other
+# replaces that name a published module version, read from the release's own go.mod. The changes: a replace of Helm
+# (helm-controller pins Flux's Helm fork, which the Go module proxy does not serve) pins HELM_VERSION instead, the
+# Helm the CLI is built from (see versions.env), and a required module version in proxy_substitutes is replaced.
+flux_module() {
+  local name=$1 version=$2 dir="$testbin/src/$1-$2" gomod helm sub
+  if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  gomod=$(cd "$dir" && go mod download -json "github.com/fluxcd/$name@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [ -f "$gomod" ] || { echo "build-testbin: could not download github.com/fluxcd/$name@$version" >&2; exit 1; }
+  grep -q "^replace github.com/fluxcd/$name/api => ./api\$" "$gomod" \
+    || { echo "build-testbin: $gomod does not replace its api module with ./api" >&2; exit 1; }
+  helm=$(helm_module)
+  {
+    echo "module filewcount.test/testbin/$name"
+    echo
+    sed -n 's/^go \(.*\)$/go \1/p' "$gomod"
+    echo
+    echo "require ("
+    printf '\t%s %s\n' "github.com/fluxcd/$name" "$version" "github.com/fluxcd/$name/api" "$version"
+    echo ")"
+    echo
+    published_replaces "$gomod" | sed "s#^replace \($helm\) => .*\$#replace \1 => \1 $HELM_VERSION#"
+    for sub in "${proxy_substitutes[@]}"; do
+      if grep -q "^[[:space:]]*${sub% =>*}\( //.*\)\{0,1\}\$" "$gomod"; then echo "replace $sub"; fi
+    done
+  } > "$dir/go.mod"
+  (cd "$dir" && go get "github.com/fluxcd/$name@$version" >/dev/null)
+  touch "$dir/.ready"
+  echo "$dir"
+}
+
 # kwok's CRDs and its definitions of the kubelet's resource metrics and of simulated usage are data files of the
 # kwok module; cluster.py reads them from next to the binary, so the repository carries no copy.
 kwok_files=(
@@ -153,6 +224,15 @@ build_one() {
         "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" ;;
     metrics-server)
       GOBIN=$tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" ;;
+    *-controller)
+      # The main package is the module root (main.go), built with CGO_ENABLED=0 as the release images are.
+      dir=$(flux_module "$name" "$version")
+      (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$tmp/$name" "github.com/fluxcd/$name") ;;
+    helm)
+      # Without -X, `helm version` reports "v4.2" (the default in Helm's internal/version).
+      GOBIN=$tmp go install -trimpath \
+        -ldflags "-s -w -X $(helm_module)/internal/version.version=$HELM_VERSION -X $(helm_module)/internal/version.gitTreeState=clean" \
+        "$(helm_module)/cmd/helm@$HELM_VERSION" ;;
   esac
   install_bin "$name" "$version" "$tmp/$name"
   rm -rf "$tmp"
