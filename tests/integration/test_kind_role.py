@@ -1,6 +1,7 @@
-"""The kind role (after preflight) run with ansible-playbook against the emulated Kubernetes API and the stand-in
-kind/docker CLIs: create, idempotent re-run, check mode, config change refused, download of a pinned kind from a
-local HTTP server verified by checksum (and refused on a mismatch), and idempotent deletion."""
+"""The kind role (after preflight) run with ansible-playbook against the harness: the stand-in kind starts a real
+control plane (tests/harness/cluster.py) whose node kwok simulates, and the stand-in docker answers preflight.
+Create, idempotent re-run, check mode, config change refused, download of a pinned kind from a local HTTP server
+verified by checksum (and refused on a mismatch), a node that never turns Ready, and idempotent deletion."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "kind.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-EMULATOR = ROOT / "tests" / "harness" / "emulator" / "emulator.py"
 HARNESS_BIN = ROOT / "tests" / "harness" / "bin"
+sys.path.insert(0, str(ROOT / "tests" / "harness"))
+import cluster as harness_cluster  # noqa: E402
 
 
 def free_ports(count):
@@ -43,24 +45,16 @@ def free_ports(count):
 @pytest.fixture
 def harness(tmp_path):
     state = tmp_path / "standin"
-    started = subprocess.run(
-        [sys.executable, str(EMULATOR), "start", "--state-dir", str(state / "emulator")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    url = started.stdout.strip().rsplit("=", 1)[1]
     env = dict(
         os.environ,
         STANDIN_STATE_DIR=str(state),
-        STANDIN_API_SERVER=url,
+        FILEWCOUNT_TESTBIN_DIR=str(harness_cluster.testbin_dir()),
         HOME=str(tmp_path / "home"),
         PATH=f"{HARNESS_BIN}:{os.environ['PATH']}",
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
     )
-    env.pop("KUBECONFIG", None)
-    env.pop("GITHUB_TOKEN", None)
+    for variable in ("KUBECONFIG", "GITHUB_TOKEN", "STANDIN_API_SERVER"):
+        env.pop(variable, None)
     ports = free_ports(3)
     variables = {
         "kind_cluster_name": "filewcount",
@@ -77,9 +71,8 @@ def harness(tmp_path):
         env=env,
         check=False,
     )
-    subprocess.run(
-        [sys.executable, str(EMULATOR), "stop", "--state-dir", str(state / "emulator")], check=False, timeout=60
-    )
+    # Whatever a test left, no process of the cluster keeps running.
+    assert not harness_cluster.stop(state / "kind", "filewcount")
 
 
 def play(env, variables, *extra):

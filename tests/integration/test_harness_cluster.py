@@ -1,0 +1,311 @@
+"""The test harness's Kubernetes is the real thing: a control plane built from the pinned Go modules, started through
+the stand-in kind CLI as bootstrap starts it, with kwok simulating the kind node.
+
+Each test proves one property that the emulated API could not: the pinned server version, a Ready node named as
+kind names it, Deployments rolled out by the real controllers through kubernetes.core, namespace deletion that
+garbage-collects, server-side apply conflicts and validation from the real API server, Job pods that succeed, the
+metrics API, and the real HPA controller scaling filewcount by the behaviour hpa.yaml declares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "tests" / "harness"
+sys.path.insert(0, str(HARNESS))
+import cluster as harness  # noqa: E402
+
+KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+NAME = "filewcount"
+CONTEXT = f"kind-{NAME}"
+APP = ROOT / "kube" / "apps" / "filewcount"
+
+
+@pytest.fixture(scope="module")
+def kind_cluster(tmp_path_factory):
+    """One cluster for the module, created and deleted with the stand-in kind (process backend)."""
+    tmp = tmp_path_factory.mktemp("harness")
+    env = dict(os.environ, STANDIN_STATE_DIR=str(tmp / "standin"), FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()))
+    env.pop("STANDIN_API_SERVER", None)
+    kubeconfig = tmp / "kubeconfig"
+    config = tmp / "kind.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "Cluster",
+                "apiVersion": "kind.x-k8s.io/v1alpha4",
+                "nodes": [{"role": "control-plane", "labels": {"ingress-ready": "true"}}],
+            }
+        )
+    )
+    created = subprocess.run(
+        [*KIND, "create", "cluster", "--name", NAME, "--config", str(config), "--kubeconfig", str(kubeconfig)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    state = harness.Cluster.at(tmp / "standin" / "kind", NAME)
+    assert state.load()
+    yield {"env": env, "kubeconfig": kubeconfig, "state": state, "tmp": tmp}
+    deleted = subprocess.run(
+        [*KIND, "delete", "cluster", "--name", NAME, "--kubeconfig", str(kubeconfig)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    # Nothing of the cluster is left: no process, no listening port, no folder.
+    assert not any(harness._alive(pid) for pid in state.pids.values())
+    assert not state.root.exists()
+    for port in state.ports.values():
+        with harness.socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+
+
+def kubectl(kind_cluster, *args, check=True, stdin=None):
+    argv = [str(harness.binary("kubectl")), "--kubeconfig", str(kind_cluster["kubeconfig"]), "--context", CONTEXT]
+    proc = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+def get_json(kind_cluster, *args):
+    return json.loads(kubectl(kind_cluster, "get", *args, "-o", "json").stdout)
+
+
+def wait_for(what, predicate, timeout, interval=1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"{what} within {timeout} s (last: {last!r})")
+
+
+def test_server_reports_the_pinned_version(kind_cluster):
+    version = json.loads(kubectl(kind_cluster, "version", "-o", "json").stdout)
+    pinned = harness.versions()["KUBERNETES_VERSION"]
+    assert version["serverVersion"]["gitVersion"] == pinned
+    assert version["clientVersion"]["gitVersion"] == pinned
+
+
+def test_node_is_named_and_labelled_as_kind_and_ready(kind_cluster):
+    node = get_json(kind_cluster, "node", f"{NAME}-control-plane")
+    labels = node["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == f"{NAME}-control-plane"
+    assert "node-role.kubernetes.io/control-plane" in labels
+    assert labels["ingress-ready"] == "true"  # from the kind config, as kind sets it
+    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    assert not node["spec"].get("taints")  # kind removes the control-plane taint on a one-node cluster
+
+
+def test_kubernetes_core_deployment_rolls_out(kind_cluster, tmp_path):
+    playbook = tmp_path / "deploy.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Apply a Deployment with kubernetes.core",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Apply the namespace and the Deployment and wait for it",
+                            "kubernetes.core.k8s": {
+                                "kubeconfig": str(kind_cluster["kubeconfig"]),
+                                "context": CONTEXT,
+                                "wait": True,
+                                "wait_timeout": 120,
+                                "definition": [
+                                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rollout"}},
+                                    deployment("rollout", "web", 2),
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    interpreter = f"ansible_python_interpreter={sys.executable}"
+    argv = [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", interpreter, str(playbook)]
+    for run, want_changed in ((1, "changed=1"), (2, "changed=0")):
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert want_changed in proc.stdout, (run, proc.stdout[-2000:])
+    replicasets = get_json(kind_cluster, "replicasets", "-n", "rollout")["items"]
+    assert len(replicasets) == 1 and replicasets[0]["metadata"]["ownerReferences"][0]["name"] == "web"
+    pods = get_json(kind_cluster, "pods", "-n", "rollout")["items"]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == f"{NAME}-control-plane"  # placed by the real scheduler
+        assert pod["status"]["phase"] == "Running"
+        assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
+
+
+def deployment(namespace, name, replicas):
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "docker.io/bldrtech/filewcount:1.0"}]},
+            },
+        },
+    }
+
+
+def test_deleting_a_namespace_collects_its_objects(kind_cluster):
+    manifest = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "doomed"}},
+        deployment("doomed", "web", 1),
+    ]
+    kubectl(kind_cluster, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifest))
+    wait_for("a pod of the Deployment", lambda: get_json(kind_cluster, "pods", "-n", "doomed")["items"], 60)
+    kubectl(kind_cluster, "delete", "namespace", "doomed", "--wait=false")
+    gone = kubectl(kind_cluster, "get", "namespace", "doomed", check=False)
+    wait_for(
+        "the namespace to be deleted with its content",
+        lambda: kubectl(kind_cluster, "get", "namespace", "doomed", check=False).returncode != 0,
+        120,
+    )
+    assert gone.returncode == 0 or "NotFound" in gone.stderr
+    for kind in ("configmaps", "deployments", "replicasets", "pods"):
+        assert get_json(kind_cluster, kind, "-n", "doomed")["items"] == []
+
+
+def test_server_side_apply_conflict_is_refused(kind_cluster):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned", "namespace": "default"}}
+    first = dict(cm, data={"colour": "blue"})
+    kubectl(kind_cluster, "apply", "--server-side", "--field-manager=first", "-f", "-", stdin=json.dumps(first))
+    second = dict(cm, data={"colour": "red"})
+    proc = kubectl(
+        kind_cluster,
+        "apply",
+        "--server-side",
+        "--field-manager=second",
+        "-f",
+        "-",
+        stdin=json.dumps(second),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "conflict" in proc.stderr.lower() and ".data.colour" in proc.stderr
+    data = get_json(kind_cluster, "configmap", "owned", "-n", "default")["data"]
+    assert data == {"colour": "blue"}
+
+
+def test_invalid_object_is_refused_by_the_api_server(kind_cluster):
+    bad = deployment("default", "bad", 1)
+    bad["spec"]["replicas"] = -1
+    proc = kubectl(kind_cluster, "apply", "-f", "-", stdin=json.dumps(bad), check=False)
+    assert proc.returncode != 0
+    assert 'The Deployment "bad" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0' in (
+        proc.stderr
+    )
+    unknown = deployment("default", "bad", 1)
+    unknown["spec"]["template"]["spec"]["containers"][0]["bogusField"] = True
+    proc = kubectl(kind_cluster, "apply", "--validate=strict", "-f", "-", stdin=json.dumps(unknown), check=False)
+    assert proc.returncode != 0 and 'unknown field "spec.template.spec.containers[0].bogusField"' in proc.stderr
+
+
+def test_job_pods_succeed(kind_cluster):
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once", "namespace": "default"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "run", "image": "busybox:1.37"}]}}
+        },
+    }
+    kubectl(kind_cluster, "apply", "-f", "-", stdin=json.dumps(job))
+    kubectl(kind_cluster, "wait", "--for=condition=Complete", "job/once", "-n", "default", "--timeout=90s")
+    pods = get_json(kind_cluster, "pods", "-n", "default", "-l", "job-name=once")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
+
+
+def replicas(kind_cluster):
+    return get_json(kind_cluster, "deployment", "filewcount", "-n", "filewcount").get("status", {}).get("replicas", 0)
+
+
+def test_hpa_scales_filewcount_on_simulated_cpu(kind_cluster):
+    """The tree's filewcount app (Namespace, Deployment, Service, HPA, PDB) unchanged, under the real HPA controller.
+
+    Up: every pod uses 200m of its 100m request (200 %, target 70 %), so the HPA adds pods by its scaleUp policies
+    (+100 % or +3 pods per 30 s) to maxReplicas. Down: usage back to 1m; the HPA must wait out its 300 s
+    stabilization window and then remove at most 2 pods per 60 s.
+    """
+    hpa = yaml.safe_load((APP / "hpa.yaml").read_text())
+    behavior = hpa["spec"]["behavior"]
+    kubectl(kind_cluster, "apply", "-k", str(APP))
+    state = kind_cluster["state"]
+    minimum, maximum = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+    wait_for(f"the HPA to raise filewcount to {minimum}", lambda: replicas(kind_cluster) >= minimum, 120)
+    kubectl(kind_cluster, "rollout", "status", "deployment/filewcount", "-n", "filewcount", "--timeout=120s")
+
+    # The metrics API answers for the pods (kubectl top reads metrics.k8s.io through the aggregator).
+    def top_pods():
+        proc = kubectl(kind_cluster, "top", "pods", "-n", "filewcount", "--no-headers", check=False)
+        return proc.returncode == 0 and proc.stdout.count("filewcount-") >= minimum and proc.stdout
+
+    top = wait_for("kubectl top to list the filewcount pods", top_pods, 120, interval=3)
+    # kwok's default usage is 1m CPU and 1Mi per container; metrics-server reports a rate, so allow rounding.
+    cpu = [int(line.split()[1].rstrip("m")) for line in top.splitlines()]
+    assert all(0 < m <= 5 for m in cpu), top
+
+    harness.set_usage(state.root.parent.parent, NAME, "filewcount", cpu="200m")
+    raised = time.monotonic()
+    wait_for(f"the HPA to scale filewcount above {minimum}", lambda: replicas(kind_cluster) > minimum, 120, interval=2)
+    first_up = time.monotonic() - raised
+    wait_for(f"the HPA to reach maxReplicas {maximum}", lambda: replicas(kind_cluster) == maximum, 240, interval=2)
+    status = get_json(kind_cluster, "hpa", "filewcount", "-n", "filewcount")["status"]
+    assert status["currentMetrics"][0]["resource"]["current"]["averageUtilization"] >= 150
+    print(f"scale-up: above {minimum} after {first_up:.0f} s, at {maximum} after {time.monotonic() - raised:.0f} s")
+
+    harness.set_usage(state.root.parent.parent, NAME, "filewcount")
+    lowered = time.monotonic()
+    window = behavior["scaleDown"]["stabilizationWindowSeconds"]
+    step = behavior["scaleDown"]["policies"][0]
+    history = []  # (seconds since lowered, replicas)
+    while time.monotonic() - lowered < window + 2 * step["periodSeconds"] + 60:
+        history.append((time.monotonic() - lowered, replicas(kind_cluster)))
+        drops = [t for (t, n), (_, before) in zip(history[1:], history, strict=False) if n < before]
+        if len(drops) >= 2:
+            break
+        time.sleep(3)
+    print("scale-down:", [(round(t), n) for t, n in history if n != maximum][:10])
+    drops = [(t, before - n) for (t, n), (_, before) in zip(history[1:], history, strict=False) if n < before]
+    assert len(drops) >= 2, f"the HPA did not scale down twice: {history[-5:]}"
+    # Nothing before the stabilization window. The window runs from the HPA's last sync that still read the high
+    # usage, which may fall up to one sync period (15 s) before this test's clock started; seen here: 299 s.
+    assert drops[0][0] >= window - 15, drops
+    # At most `value` pods per period: each step removes at most 2, and the next comes a period later.
+    assert all(n <= step["value"] for _, n in drops), drops
+    assert drops[1][0] - drops[0][0] >= step["periodSeconds"] - 5, drops
