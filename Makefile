@@ -15,12 +15,18 @@ ARGS ?=
 FILEWCOUNT_SCHEMAS_DIR ?= $(abspath ../shared/schemas)
 export FILEWCOUNT_SCHEMAS_DIR
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+# Where tests/harness/build-testbin.sh keeps the harness programs it builds from their Go modules, per version.
+FILEWCOUNT_TESTBIN_DIR ?= $(or $(FILEWCOUNT_CACHE_DIR),$(HOME)/.cache/filewcount-gitops)/testbin
+export FILEWCOUNT_TESTBIN_DIR
+# make test-cluster keeps its cluster here (certificates, etcd data, logs, kubeconfig).
+TEST_CLUSTER_DIR ?= $(abspath tests/output/test-cluster)
 
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 
 .PHONY: help venv venv-test bootstrap teardown purge load-test status sync upgrade \
-	test lint sanity units manifests molecule test-e2e benchmark schemas docs changelog clean
+	test lint sanity units manifests molecule testbin test-cluster test-cluster-down test-e2e benchmark schemas docs \
+	changelog clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -87,7 +93,19 @@ units: venv-test ## Unit tests of plugins, harness and playbook logic
 manifests: venv-test ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
 	$(BIN)/pytest tests/manifests -q -p no:cacheprovider
 
-molecule: venv-test ## Integration: the real playbooks against the emulated Kubernetes API
+testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server) from their Go modules, once per version
+	bash tests/harness/build-testbin.sh
+
+test-cluster: venv-test testbin ## Start a harness cluster to explore by hand and print its KUBECONFIG export line
+	$(BIN)/python tests/harness/cluster.py start --state-dir $(TEST_CLUSTER_DIR) --kubeconfig $(TEST_CLUSTER_DIR)/kubeconfig
+	@echo "export KUBECONFIG=$(TEST_CLUSTER_DIR)/kubeconfig"
+	@echo "kubectl $$(grep '^KUBERNETES_VERSION=' tests/harness/versions.env | cut -d= -f2): $$(bash tests/harness/build-testbin.sh --print-dir)/kubectl-$$(grep '^KUBERNETES_VERSION=' tests/harness/versions.env | cut -d= -f2)/kubectl"
+	@echo "Stop it with: make test-cluster-down"
+
+test-cluster-down: venv-test ## Stop the cluster of make test-cluster and remove its files
+	$(BIN)/python tests/harness/cluster.py stop --state-dir $(TEST_CLUSTER_DIR)
+
+molecule: venv-test testbin ## Integration: the real playbooks against the harness
 	$(BIN)/pytest tests/integration -q -p no:cacheprovider
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/molecule test -s default
 
