@@ -194,21 +194,45 @@ kwok_files=(
   kustomize/stage/node/fast/node-initialize.yaml kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
   kustomize/stage/pod/fast/pod-ready.yaml kustomize/stage/pod/fast/pod-complete.yaml kustomize/stage/pod/fast/pod-delete.yaml
 )
+# Where the module cache holds a module's files.
+module_dir() {
+  (cd "$testbin/src" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+}
+
 kwok_data() {
   local dest="$testbin/kwok-$KWOK_VERSION" src="" f
   for f in "${kwok_files[@]}"; do
     [ ! -f "$dest/$f" ] || continue
-    [ -n "$src" ] || src=$(cd "$testbin/src" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -n "$src" ] || src=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
     mkdir -p "$dest/$(dirname "$f")"
     install -m 0644 "$src/$f" "$dest/$f"
   done
+}
+
+# A Flux controller's CRDs (config/crd/bases of its module), next to its binary: the stand-in flux CLI's
+# `install --export` and the harness apply these, so the cluster has the CRDs the controllers were built with.
+flux_crds() {
+  local name=$1 version=$2 dest="$testbin/$1-$2/crds" src
+  [ ! -d "$dest" ] || return 0
+  src=$(module_dir "github.com/fluxcd/$name@$version")
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  install -m 0644 "$src"/config/crd/bases/*.yaml "$dest.tmp/"
+  mv "$dest.tmp" "$dest"
+}
+
+# What a program needs beside its binary.
+data_files() {
+  case "$1" in
+    kwok) kwok_data ;;
+    *-controller) flux_crds "$1" "$2" ;;
+  esac
 }
 
 build_one() {
   local name=$1 version dir tmp
   version=$(version_of "$name")
   if [ -x "$testbin/$name-$version/$name" ]; then
-    [ "$name" != kwok ] || kwok_data
+    data_files "$name" "$version"
     return
   fi
   tmp=$(mktemp -d "$testbin/src/build.XXXXXX")
@@ -236,7 +260,7 @@ build_one() {
   esac
   install_bin "$name" "$version" "$tmp/$name"
   rm -rf "$tmp"
-  [ "$name" != kwok ] || kwok_data
+  data_files "$name" "$version"
 }
 
 start=$(date +%s)

@@ -93,13 +93,17 @@ def testbin_dir() -> Path:
     return Path(cache) / "testbin"
 
 
+def version_of(name: str) -> str:
+    """The pinned version of a harness program: <NAME>_VERSION in versions.env, Kubernetes for kube-* and kubectl."""
+    v = versions()
+    if name.startswith("kube-") or name == "kubectl":
+        return v["KUBERNETES_VERSION"]
+    return v[name.upper().replace("-", "_") + "_VERSION"]
+
+
 def binary(name: str) -> Path:
     """Path of a harness program at its pinned version; says how to build it when missing."""
-    v = versions()
-    version = {"etcd": v["ETCD_VERSION"], "kwok": v["KWOK_VERSION"], "metrics-server": v["METRICS_SERVER_VERSION"]}.get(
-        name, v["KUBERNETES_VERSION"]
-    )
-    path = testbin_dir() / f"{name}-{version}" / name
+    path = testbin_dir() / f"{name}-{version_of(name)}" / name
     if not os.access(path, os.X_OK):
         raise HarnessError(
             f"{path} is missing: build the harness programs with `bash {BUILD_SCRIPT}` (or `make testbin`)."
@@ -413,20 +417,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _spawn(cluster: Cluster, name: str, argv: list[str], env: dict | None = None) -> None:
-    cluster.logs.mkdir(parents=True, exist_ok=True)
-    log = open(cluster.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-    with log:
+def popen(log_path: Path, argv: list, cwd: Path, env: dict | None = None) -> int:
+    """Start a program in its own session (so a stop reaches its children), output appended to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [str(a) for a in argv],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
-            cwd=cluster.root,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
         )
-    cluster.pids[name] = proc.pid
+    return proc.pid
+
+
+def _spawn(cluster: Cluster, name: str, argv: list, env: dict | None = None) -> None:
+    cluster.pids[name] = popen(cluster.logs / f"{name}.log", argv, cluster.root, env)
     cluster.save()
 
 
@@ -803,6 +811,9 @@ def start(
         if kubelet:
             start_kwok(cluster)
             start_metrics_server(cluster)
+            # The Flux controllers run while their flux-system Deployments exist (see flux_processes.py).
+            supervisor = [sys.executable, HERE / "flux_processes.py", "--cluster-root", cluster.root]
+            _spawn(cluster, "flux-supervisor", supervisor)
         else:
             cluster.apply(_node(cluster))
     except BaseException:
@@ -812,7 +823,22 @@ def start(
     return cluster
 
 
-ORDER = ("metrics-server", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+ORDER = (
+    "flux-supervisor",
+    "metrics-server",
+    "kwok",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
+
+
+def _flux_leftovers(root: Path) -> list[int]:
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        data = json.loads((root / "flux" / "processes.json").read_text(encoding="utf-8"))
+        return [c["pid"] for c in data.get("controllers", {}).values()]
+    return []
 
 
 def stop(state_dir: str | Path, name: str = DEFAULT_NAME) -> bool:
@@ -825,6 +851,9 @@ def stop(state_dir: str | Path, name: str = DEFAULT_NAME) -> bool:
         pid = cluster.pids.get(proc)
         if pid:
             _stop_pid(pid)
+    # The supervisor stops its controllers; should it have died, its record still names them.
+    for pid in _flux_leftovers(cluster.root):
+        _stop_pid(pid)
     shutil.rmtree(cluster.root, ignore_errors=True)
     return True
 
