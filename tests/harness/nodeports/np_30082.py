@@ -94,6 +94,66 @@ def _read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(length) if length else b""
 
 
+def _plain(handler: http.server.BaseHTTPRequestHandler, status: int, text: str) -> None:
+    body = text.encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+def serve_git(handler: http.server.BaseHTTPRequestHandler, root: str) -> None:
+    """Answer one request with `git http-backend` (smart HTTP, anonymous push) for the bare repositories in root."""
+    path, _sep, query = handler.path.partition("?")
+    if path in ("/livez", "/readyz"):
+        _plain(handler, 200, "ok\n")
+        return
+    body = _read_body(handler)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": root,
+        "GIT_PROJECT_ROOT": root,
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": handler.request_version,
+        "REQUEST_METHOD": handler.command,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_ADDR": handler.client_address[0],
+    }
+    for header in ("Content-Encoding", "Git-Protocol", "Accept"):
+        if handler.headers.get(header):
+            env["HTTP_" + header.upper().replace("-", "_")] = handler.headers[header]
+    proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
+    if proc.stderr:
+        sys.stderr.write(f"np-{NODE_PORT}: git http-backend: {proc.stderr.decode(errors='replace')}")
+    head, sep, payload = proc.stdout.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, payload = proc.stdout.partition(b"\n\n")
+    if not sep:
+        _plain(handler, 502, f"git http-backend failed (exit {proc.returncode})\n")
+        return
+    status, headers = 200, []
+    for line in head.decode("latin-1").splitlines():
+        name, _sep, value = line.partition(":")
+        if name.lower() == "status":
+            status = int(value.strip().split()[0])
+        elif name:
+            headers.append((name.strip(), value.strip()))
+    handler.send_response(status)
+    for name, value in headers:
+        if name.lower() != "content-length":
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(payload)
+
+
 def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.server.BaseHTTPRequestHandler]:
     root = os.path.join(state_dir, "git")
     ensure_repository(root)
@@ -101,67 +161,13 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
     class GitHttpBackend(http.server.BaseHTTPRequestHandler):
         server_version = "np-30082-git"
 
-        def _plain(self, status: int, text: str) -> None:
-            body = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
         def _handle(self) -> None:
             # Looked up per request: the port server starts before kind has written the kubeconfig.
             ok, reason = service_available(_api_server(kubeconfig, context))
             if not ok:
-                self._plain(503, f"no service behind NodePort {NODE_PORT}: {reason}\n")
+                _plain(self, 503, f"no service behind NodePort {NODE_PORT}: {reason}\n")
                 return
-            path, _sep, query = self.path.partition("?")
-            if path in ("/livez", "/readyz"):
-                self._plain(200, "ok\n")
-                return
-            body = _read_body(self)
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": root,
-                "GIT_PROJECT_ROOT": root,
-                "GIT_HTTP_EXPORT_ALL": "1",
-                "GATEWAY_INTERFACE": "CGI/1.1",
-                "SERVER_PROTOCOL": self.request_version,
-                "REQUEST_METHOD": self.command,
-                "PATH_INFO": path,
-                "QUERY_STRING": query,
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)),
-                "REMOTE_ADDR": self.client_address[0],
-            }
-            for header in ("Content-Encoding", "Git-Protocol", "Accept"):
-                if self.headers.get(header):
-                    env["HTTP_" + header.upper().replace("-", "_")] = self.headers[header]
-            proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
-            if proc.stderr:
-                sys.stderr.write(f"np-{NODE_PORT}: git http-backend: {proc.stderr.decode(errors='replace')}")
-            head, sep, payload = proc.stdout.partition(b"\r\n\r\n")
-            if not sep:
-                head, sep, payload = proc.stdout.partition(b"\n\n")
-            if not sep:
-                self._plain(502, f"git http-backend failed (exit {proc.returncode})\n")
-                return
-            status, headers = 200, []
-            for line in head.decode("latin-1").splitlines():
-                name, _sep, value = line.partition(":")
-                if name.lower() == "status":
-                    status = int(value.strip().split()[0])
-                elif name:
-                    headers.append((name.strip(), value.strip()))
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            serve_git(self, root)
 
         do_GET = do_POST = do_HEAD = _handle
 
