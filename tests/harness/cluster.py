@@ -205,7 +205,7 @@ def _leaf(pki: Path, stem: str, ca, subject: x509.Name, *, server: bool, client:
                     x509.DNSName("kubernetes.default.svc"),
                     x509.DNSName("kubernetes.default.svc.cluster.local"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("127.96.0.1")),
                 ]
             ),
             critical=False,
@@ -537,7 +537,9 @@ def start_apiserver(cluster: Cluster) -> None:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/16",
+            # ClusterIPs on the loopback range: nothing of the harness ever sends traffic to a private-range address,
+            # and a harness process can listen where a Service's ClusterIP points.
+            "--service-cluster-ip-range=127.96.0.0/16",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             # The aggregation layer (metrics.k8s.io): the front proxy identity kubeadm configures.
