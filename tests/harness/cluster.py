@@ -184,7 +184,28 @@ def _ca(pki: Path, stem: str, common_name: str):
     return key, cert
 
 
-def _leaf(pki: Path, stem: str, ca, subject: x509.Name, *, server: bool, client: bool) -> None:
+# The names a serving certificate of the control plane answers to.
+CONTROL_PLANE_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+    "127.0.0.1",
+    "127.96.0.1",
+)
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _leaf(
+    pki: Path, stem: str, ca, subject: x509.Name, *, server: bool, client: bool, names=CONTROL_PLANE_NAMES
+) -> None:
     ca_key, ca_cert = ca
     key = _key()
     usages = ([x509.ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -196,20 +217,7 @@ def _leaf(pki: Path, stem: str, ca, subject: x509.Name, *, server: bool, client:
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     )
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.DNSName("kubernetes.default.svc.cluster.local"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("127.96.0.1")),
-                ]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
     _write_key(pki / f"{stem}.key", key)
     _write_cert(pki / f"{stem}.crt", builder.sign(ca_key, hashes.SHA256()))
 
@@ -782,16 +790,47 @@ def start_metrics_server(cluster: Cluster) -> None:
     )
 
 
+def start_chart_proxy(cluster: Cluster) -> None:
+    """The tree's chart repositories at their real URLs through an HTTPS proxy (chartrepo.py), for Flux."""
+    port = cluster.ports["chart-proxy"]
+    _spawn(
+        cluster,
+        "chart-proxy",
+        [sys.executable, HERE / "chartrepo.py", "serve", "--state-dir", cluster.root / "charts", "--port", port],
+    )
+
+    def listening() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    _wait(cluster, "chart-proxy", listening, 60, "the chart repository proxy did not listen")
+
+
+def proxy_environment(cluster: Cluster) -> dict[str, str]:
+    """What a Flux controller needs to reach the chart repositories: the proxy, and trust in its CA."""
+    return {
+        "HTTPS_PROXY": f"http://127.0.0.1:{cluster.ports['chart-proxy']}",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "SSL_CERT_FILE": str(cluster.root / "charts" / "pki" / "ca.crt"),
+    }
+
+
 def _node_metrics(cluster: Cluster) -> bool:
     status, _ = cluster.request("GET", f"/apis/metrics.k8s.io/v1beta1/nodes/{cluster.node_name}")
     return status == 200
 
 
 def start(
-    state_dir: str | Path, name: str = DEFAULT_NAME, node_labels: dict[str, str] | None = None, *, kubelet: bool = True
+    state_dir: str | Path,
+    name: str = DEFAULT_NAME,
+    node_labels: dict[str, str] | None = None,
+    *,
+    kubelet: bool = True,
+    metrics_api: bool = True,
 ) -> Cluster:
     """Start the cluster (or return the running one). kubelet=False registers the node but runs no kwok and no
-    metrics-server, so the node never turns Ready: a node whose kubelet never reports."""
+    metrics-server, so the node never turns Ready: a node whose kubelet never reports. metrics_api=False leaves
+    v1beta1.metrics.k8s.io to whatever installs it (the metrics-server chart)."""
     cluster = Cluster.at(state_dir, name)
     if cluster.load() and all(_alive(p) for p in cluster.pids.values()):
         return cluster
@@ -801,7 +840,16 @@ def start(
     cluster.node_labels = dict(node_labels or {})
     cluster.ports = {
         p: free_port()
-        for p in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kwok", "metrics-server")
+        for p in (
+            "etcd",
+            "etcd-peer",
+            "apiserver",
+            "controller-manager",
+            "scheduler",
+            "kwok",
+            "metrics-server",
+            "chart-proxy",
+        )
     }
     cluster.save()
     try:
@@ -812,7 +860,9 @@ def start(
         start_controllers(cluster)
         if kubelet:
             start_kwok(cluster)
-            start_metrics_server(cluster)
+            if metrics_api:
+                start_metrics_server(cluster)
+            start_chart_proxy(cluster)
             # The Flux controllers run while their flux-system Deployments exist (see flux_processes.py).
             supervisor = [sys.executable, HERE / "flux_processes.py", "--cluster-root", cluster.root]
             _spawn(cluster, "flux-supervisor", supervisor)
@@ -827,6 +877,7 @@ def start(
 
 ORDER = (
     "flux-supervisor",
+    "chart-proxy",
     "metrics-server",
     "kwok",
     "kube-scheduler",

@@ -13,7 +13,9 @@ Differences from Flux in a cluster, all because the processes run on the host:
 - every address is 127.0.0.1 on a free port: metrics, health, source-controller's artifact storage (advertised
   as 127.0.0.1:<port>, so kustomize- and helm-controller fetch artifacts from it) and notification-controller's
   event receiver, which the other controllers post their events to;
-- the controllers authenticate with the harness's admin client certificate, not their ServiceAccount tokens.
+- the controllers authenticate with the harness's admin client certificate, not their ServiceAccount tokens;
+- they reach the internet through HTTPS_PROXY, the harness's chart repository proxy (chartrepo.py), and trust its
+  CA through SSL_CERT_FILE: the tree's HelmRepository URLs answer with the charts of ../shared/charts.
 
 State: <cluster>/flux/processes.json (pid and ports per running controller), logs in <cluster>/logs/<name>.log.
 """
@@ -77,7 +79,12 @@ class Supervisor:
             ports["storage"] = harness.free_port()
         if name == "notification-controller":
             ports["receiver"] = harness.free_port()
-        env = {"KUBECONFIG": str(self.cluster.admin_kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
+        env = {
+            "KUBECONFIG": str(self.cluster.admin_kubeconfig),
+            "RUNTIME_NAMESPACE": NAMESPACE,
+            # Chart repositories at their real URLs (chartrepo.py), as Flux documents egress through a proxy.
+            **harness.proxy_environment(self.cluster),
+        }
         pid = harness.popen(self.cluster.logs / f"{name}.log", self.argv(name, ports), self.cluster.root, env)
         self.running[name] = {"pid": pid, "ports": ports}
         self.started_at[name] = time.monotonic()

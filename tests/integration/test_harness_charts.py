@@ -1,0 +1,126 @@
+"""Real Helm charts through real Flux in the harness: the tree's metrics-server HelmRepository and HelmRelease,
+applied unchanged, are fetched from the chart repository the harness builds from ../shared/charts (reached at
+its real URL through the harness's HTTPS proxy) and installed by the real helm-controller with the tree's values.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "tests" / "harness"
+sys.path.insert(0, str(HARNESS))
+import cluster as harness  # noqa: E402
+import flux_processes  # noqa: E402
+
+FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
+
+
+@pytest.fixture(scope="module")
+def flux_cluster(tmp_path_factory):
+    """A harness cluster without its own metrics API (the chart brings one), with Flux installed."""
+    state_dir = tmp_path_factory.mktemp("charts")
+    state = harness.start(state_dir, "charts", metrics_api=False)
+    kubeconfig = state.root / "kubeconfig"
+    kubeconfig.write_text(json.dumps(state.kubeconfig("kind-charts")))
+    ctx = {"state": state, "kubeconfig": kubeconfig}
+    components = subprocess.run([*FLUX, "install", "--export"], check=True, capture_output=True, text=True)
+    kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=components.stdout)
+    for name in flux_processes.CONTROLLERS:
+        wait_for(f"{name} to answer /readyz", lambda n=name: flux_processes.readyz(state.root, n), 90)
+    yield ctx
+    assert harness.stop(state_dir, "charts")
+
+
+def kubectl(ctx, *args, stdin=None, check=True):
+    argv = [str(harness.binary("kubectl")), "--kubeconfig", str(ctx["kubeconfig"]), *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)}: {proc.stderr}")
+    return proc
+
+
+def wait_for(what, predicate, timeout, interval=1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"{what} within {timeout} s (last: {last!r})")
+
+
+def condition(ctx, kind, namespace, name):
+    proc = kubectl(ctx, "get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return None, {}
+    obj = json.loads(proc.stdout)
+    return obj, {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}.get("Ready", {})
+
+
+def test_tree_metrics_server_release_installs_from_the_real_url(flux_cluster):
+    kubectl(flux_cluster, "apply", "-k", str(ROOT / "kube" / "infrastructure" / "controllers" / "metrics-server"))
+
+    def released():
+        obj, ready = condition(flux_cluster, "helmrelease", "kube-system", "metrics-server")
+        return ready.get("status") in ("True", "False") and ready.get("reason") != "Progressing" and (obj, ready)
+
+    obj, ready = wait_for("the metrics-server HelmRelease to settle", released, 240, interval=2)
+    repo, repo_ready = condition(flux_cluster, "helmrepository", "flux-system", "metrics-server")
+    assert repo_ready.get("status") == "True", repo_ready
+    assert repo["spec"]["url"] == "https://kubernetes-sigs.github.io/metrics-server/"  # the tree's URL, unchanged
+    assert ready["status"] == "True", ready
+    assert obj["status"]["history"][0]["chartVersion"] == "3.13.1"
+
+    deployment = json.loads(
+        kubectl(flux_cluster, "get", "deployment", "metrics-server", "-n", "kube-system", "-o", "json").stdout
+    )
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kubelet-insecure-tls" in args  # the tree's value, rendered by the real chart
+    apiservice = json.loads(kubectl(flux_cluster, "get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json").stdout)
+    assert apiservice["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system", "port": 443}
+    listed = subprocess.run(
+        [
+            str(harness.binary("helm")),
+            "--kubeconfig",
+            str(flux_cluster["kubeconfig"]),
+            "list",
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    releases = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert releases["metrics-server"]["chart"] == "metrics-server-3.13.1"
+    assert releases["metrics-server"]["status"] == "deployed"
+
+
+def test_an_unknown_repository_host_is_refused(flux_cluster):
+    """Nothing leaves this machine: a HelmRepository elsewhere fails, and says so."""
+    repo = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"name": "elsewhere", "namespace": "flux-system"},
+        "spec": {"url": "https://charts.example.org/", "interval": "1h"},
+    }
+    kubectl(flux_cluster, "apply", "-f", "-", stdin=json.dumps(repo))
+
+    def failed():
+        _obj, ready = condition(flux_cluster, "helmrepository", "flux-system", "elsewhere")
+        return ready.get("status") == "False" and ready
+
+    ready = wait_for("the unreachable HelmRepository to fail", failed, 90, interval=2)
+    assert "charts.example.org" in ready["message"], ready
