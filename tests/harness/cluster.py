@@ -887,6 +887,27 @@ ORDER = (
 )
 
 
+def kubectl(kubeconfig: str | Path, *args: str, stdin: str | None = None, check: bool = True):
+    """Run the harness's kubectl (the pinned version) against kubeconfig; check=True raises on a failure."""
+    argv = [str(binary("kubectl")), "--kubeconfig", str(kubeconfig), *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise HarnessError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+    return proc
+
+
+def wait_for(what: str, predicate, timeout: float, interval: float = 1.0):
+    """Poll predicate until it returns something true and return that; raise after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise HarnessError(f"{what} did not happen within {timeout} s (last: {last!r})")
+
+
 def _flux_leftovers(root: Path) -> list[int]:
     with contextlib.suppress(FileNotFoundError, ValueError):
         data = json.loads((root / "flux" / "processes.json").read_text(encoding="utf-8"))

@@ -79,27 +79,15 @@ def kind_cluster(tmp_path_factory):
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 
 
-def kubectl(kind_cluster, *args, check=True, stdin=None):
-    argv = [str(harness.binary("kubectl")), "--kubeconfig", str(kind_cluster["kubeconfig"]), "--context", CONTEXT]
-    proc = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc
+def kubectl(ctx, *args, stdin=None, check=True):
+    return harness.kubectl(ctx["kubeconfig"], *args, stdin=stdin, check=check)
 
 
 def get_json(kind_cluster, *args):
     return json.loads(kubectl(kind_cluster, "get", *args, "-o", "json").stdout)
 
 
-def wait_for(what, predicate, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"{what} within {timeout} s (last: {last!r})")
+wait_for = harness.wait_for
 
 
 def test_server_reports_the_pinned_version(kind_cluster):

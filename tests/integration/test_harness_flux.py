@@ -97,22 +97,10 @@ def flux_cluster(tmp_path_factory, git_server):
 
 
 def kubectl(ctx, *args, stdin=None, check=True):
-    argv = [str(harness.binary("kubectl")), "--kubeconfig", str(ctx["kubeconfig"]), "--context", CONTEXT, *args]
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)}: {proc.stderr}")
-    return proc
+    return harness.kubectl(ctx["kubeconfig"], *args, stdin=stdin, check=check)
 
 
-def wait_for(what, predicate, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"{what} within {timeout} s (last: {last!r})")
+wait_for = harness.wait_for
 
 
 def ready(ctx, kind, name):
