@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The chart repositories of the GitOps tree, served on 127.0.0.1 at their real URLs (test harness only).
 
 `build` packages the unmodified chart sources of ../shared/charts with the harness's Helm (dependencies copied
@@ -118,9 +117,9 @@ class _Tunnel(socketserver.StreamRequestHandler):
         line = self.rfile.readline(65536).decode("latin-1").strip()
         while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
             pass
-        method, _, rest = line.partition(" ")
+        method, _sep, rest = line.partition(" ")
         target = rest.split(" ")[0]
-        host, _, port = target.rpartition(":")
+        host, _colon, port = target.rpartition(":")
         if method != "CONNECT" or port != "443" or host not in self.server.contexts:
             self.wfile.write(
                 b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real Kubernetes control plane as host processes, with kwok simulating the kind node (test harness only).
 
 Real programs, built from their Go modules by tests/harness/build-testbin.sh at the versions in versions.env:
@@ -78,7 +77,7 @@ def versions() -> dict[str, str]:
     for raw in VERSIONS_FILE.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             out[key.strip()] = value.strip()
     return out
 
@@ -415,7 +414,7 @@ def _alive(pid: int) -> bool:
         return True
     # A zombie child of this process counts as gone.
     with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done, _status = os.waitpid(pid, os.WNOHANG)
         if done:
             return False
     try:
@@ -816,7 +815,7 @@ def proxy_environment(cluster: Cluster) -> dict[str, str]:
 
 
 def _node_metrics(cluster: Cluster) -> bool:
-    status, _ = cluster.request("GET", f"/apis/metrics.k8s.io/v1beta1/nodes/{cluster.node_name}")
+    status, _body = cluster.request("GET", f"/apis/metrics.k8s.io/v1beta1/nodes/{cluster.node_name}")
     return status == 200
 
 

@@ -284,16 +284,16 @@ def test_hpa_scales_filewcount_on_simulated_cpu(kind_cluster):
     history = []  # (seconds since lowered, replicas)
     while time.monotonic() - lowered < window + 2 * step["periodSeconds"] + 60:
         history.append((time.monotonic() - lowered, replicas(kind_cluster)))
-        drops = [t for (t, n), (_, before) in zip(history[1:], history, strict=False) if n < before]
+        drops = [t for (t, n), (_then, before) in zip(history[1:], history, strict=False) if n < before]
         if len(drops) >= 2:
             break
         time.sleep(3)
     print("scale-down:", [(round(t), n) for t, n in history if n != maximum][:10])
-    drops = [(t, before - n) for (t, n), (_, before) in zip(history[1:], history, strict=False) if n < before]
+    drops = [(t, before - n) for (t, n), (_then, before) in zip(history[1:], history, strict=False) if n < before]
     assert len(drops) >= 2, f"the HPA did not scale down twice: {history[-5:]}"
     # Nothing before the stabilization window. The window runs from the HPA's last sync that still read the high
     # usage, which may fall up to one sync period (15 s) before this test's clock started; seen here: 299 s.
     assert drops[0][0] >= window - 15, drops
     # At most `value` pods per period: each step removes at most 2, and the next comes a period later.
-    assert all(n <= step["value"] for _, n in drops), drops
+    assert all(n <= step["value"] for _when, n in drops), drops
     assert drops[1][0] - drops[0][0] >= step["periodSeconds"] - 5, drops

@@ -186,7 +186,7 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
         yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}})
     )
     added = push(work, url, "Add the demo namespace")
-    _, cond = reconcile(flux_cluster, added)
+    _kustomization, cond = reconcile(flux_cluster, added)
     assert cond["status"] == "True", cond
     assert kubectl(flux_cluster, "get", "namespace", "demo", check=False).returncode == 0
 
@@ -205,19 +205,19 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
     broken = work / "kube" / "apps" / "broken.yaml"
     manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "broken", "namespace": "filewcount"}}
     broken.write_text(yaml.safe_dump({**manifest, "data": {"a": "b"}, "bogusField": True}))
-    _, cond = reconcile(flux_cluster, push(work, url, "Push a manifest with an unknown field"))
+    _kustomization, cond = reconcile(flux_cluster, push(work, url, "Push a manifest with an unknown field"))
     assert cond["status"] == "True", cond
     stored = json.loads(kubectl(flux_cluster, "get", "configmap", "broken", "-n", "filewcount", "-o", "json").stdout)
     assert "bogusField" not in stored and stored["data"] == {"a": "b"}
 
     # A wrong type is refused: the Kustomization is not Ready and its message names the object and the field.
     broken.write_text(yaml.safe_dump({**manifest, "data": {"a": {"nested": True}}}))
-    _, cond = reconcile(flux_cluster, push(work, url, "Push a manifest with a wrong type"))
+    _kustomization, cond = reconcile(flux_cluster, push(work, url, "Push a manifest with a wrong type"))
     assert cond["status"] == "False", cond
     assert "ConfigMap/filewcount/broken" in cond["message"] and ".data.a" in cond["message"], cond
     # Fixing it in git heals the Kustomization; nothing else was lost meanwhile.
     broken.unlink()
-    _, cond = reconcile(flux_cluster, push(work, url, "Remove the broken manifest"))
+    _kustomization, cond = reconcile(flux_cluster, push(work, url, "Remove the broken manifest"))
     assert cond["status"] == "True", cond
     assert kubectl(flux_cluster, "get", "deployment", "filewcount", "-n", "filewcount", check=False).returncode == 0
 
