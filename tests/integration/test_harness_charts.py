@@ -59,7 +59,10 @@ def test_tree_metrics_server_release_installs_from_the_real_url(flux_cluster):
 
     def released():
         obj, ready = condition(flux_cluster, "helmrelease", "kube-system", "metrics-server")
-        return ready.get("status") in ("True", "False") and ready.get("reason") != "Progressing" and (obj, ready)
+        if ready.get("status") == "False" and ready.get("reason") != "Progressing":
+            return obj, ready
+        # Released: Ready and the release recorded in its history (the two may land in separate status writes).
+        return ready.get("status") == "True" and obj["status"].get("history") and (obj, ready)
 
     obj, ready = wait_for("the metrics-server HelmRelease to settle", released, 240, interval=2)
     repo, repo_ready = condition(flux_cluster, "helmrepository", "flux-system", "metrics-server")
