@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,30 @@ def flux_cluster(tmp_path_factory, git_server):
     env = dict(os.environ, STANDIN_STATE_DIR=str(tmp / "standin"), FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()))
     env.pop("STANDIN_API_SERVER", None)
     kubeconfig = tmp / "kubeconfig"
-    subprocess.run([*KIND, "create", "cluster", "--name", NAME, "--kubeconfig", str(kubeconfig)], env=env, check=True)
+    # filewcount's NodePort mapped to a host port, as the kind role maps 8080 -> 30080.
+    host_port = harness.free_port()
+    config = tmp / "kind.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "Cluster",
+                "apiVersion": "kind.x-k8s.io/v1alpha4",
+                "nodes": [
+                    {
+                        "role": "control-plane",
+                        "extraPortMappings": [
+                            {"containerPort": 30080, "hostPort": host_port, "listenAddress": "127.0.0.1"}
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    create = [*KIND, "create", "cluster", "--name", NAME, "--config", str(config), "--kubeconfig", str(kubeconfig)]
+    subprocess.run(create, env=env, check=True)
     state = harness.Cluster.at(tmp / "standin" / "kind", NAME)
     assert state.load()
-    ctx = {"env": env, "kubeconfig": kubeconfig, "state": state}
+    ctx = {"env": env, "kubeconfig": kubeconfig, "state": state, "host_port": host_port}
     # What flux install / the flux_bootstrap module put in the cluster: CRDs of the built controllers, Deployments.
     components = subprocess.run([*FLUX, "install", "--export"], env=env, check=True, capture_output=True, text=True)
     kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=components.stdout)
@@ -180,6 +201,12 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
     wait_for(
         "the HPA to raise filewcount to 3 Ready pods", lambda: deployment()["status"].get("readyReplicas") == 3, 90
     )
+
+    # The NodePort stand-in for filewcount (tests/harness/nodeports/np_30080.py) reads the real API server through
+    # kind's kubeconfig and answers on the mapped host port once the Deployment is available.
+    with urllib.request.urlopen(f"http://127.0.0.1:{flux_cluster['host_port']}/", timeout=10) as response:
+        assert response.status == 200
+        assert "docker.io/bldrtech/filewcount:1.0" in response.read().decode()
 
     # Add a manifest and push: it is created.
     (work / "kube" / "apps" / "demo-namespace.yaml").write_text(

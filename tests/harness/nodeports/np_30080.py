@@ -11,45 +11,30 @@ from __future__ import annotations
 
 import html
 import http.server
-import json
 import os
 import sys
 import urllib.error
 import urllib.request
 
-import yaml  # the harness runs with the project's virtualenv, which has PyYAML
+# The stand-ins are loaded by file path (server.py, tests), so their folder may not be on sys.path yet.
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kubeapi import KubeAPI
 
 NODE_PORT = 30080
 
 
-def api_server(kubeconfig: str, context: str) -> str | None:
-    """The API server URL of ``context`` in ``kubeconfig`` (plain HTTP in the harness), or None."""
-    if not kubeconfig or not os.path.exists(kubeconfig):
-        return None
-    with open(kubeconfig, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
-    contexts = {c["name"]: c.get("context") or {} for c in config.get("contexts") or []}
-    clusters = {c["name"]: c.get("cluster") or {} for c in config.get("clusters") or []}
-    name = context or config.get("current-context", "")
-    return clusters.get((contexts.get(name) or {}).get("cluster", ""), {}).get("server")
-
-
-def _get(api: str, path: str) -> dict:
-    with urllib.request.urlopen(api.rstrip("/") + path, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def backend(api: str | None) -> tuple[dict | None, str]:
+def backend(api: KubeAPI | None) -> tuple[dict | None, str]:
     """(the available Deployment behind NodePort 30080, "") or (None, why not)."""
     if api is None:
         return None, "no kubeconfig for the cluster"
     try:
-        for svc in _get(api, "/api/v1/services").get("items") or []:
+        for svc in api.get("/api/v1/services").get("items") or []:
             if not any(p.get("nodePort") == NODE_PORT for p in (svc.get("spec") or {}).get("ports") or []):
                 continue
             namespace = svc["metadata"]["namespace"]
             selector = (svc.get("spec") or {}).get("selector") or {}
-            for dep in _get(api, f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items") or []:
+            for dep in api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items") or []:
                 labels = ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
                 if selector and all(labels.get(k) == v for k, v in selector.items()):
                     if int((dep.get("status") or {}).get("availableReplicas") or 0) >= 1:
@@ -76,7 +61,7 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
                 self.wfile.write(body)
 
         def do_GET(self) -> None:
-            dep, reason = backend(api_server(kubeconfig, context))
+            dep, reason = backend(KubeAPI.from_kubeconfig(kubeconfig, context))
             if dep is None:
                 self._send(
                     503, f"no service behind NodePort {NODE_PORT}: {reason}\n".encode(), "text/plain; charset=utf-8"

@@ -12,49 +12,34 @@
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 
-import yaml  # the harness runs with the project's virtualenv, which has PyYAML
+# The stand-ins are loaded by file path (server.py, tests), so their folder may not be on sys.path yet.
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kubeapi import KubeAPI
 
 NODE_PORT = 30082
 DEFAULT_REPO = "filewcount"
 
 
-def _api_server(kubeconfig: str, context: str) -> str | None:
-    """The API server URL of ``context`` in ``kubeconfig`` (plain HTTP in the harness), or None."""
-    if not kubeconfig or not os.path.exists(kubeconfig):
-        return None
-    with open(kubeconfig, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
-    contexts = {c["name"]: c.get("context") or {} for c in config.get("contexts") or []}
-    clusters = {c["name"]: c.get("cluster") or {} for c in config.get("clusters") or []}
-    cluster = clusters.get((contexts.get(context) or {}).get("cluster", ""), {})
-    return cluster.get("server")
-
-
-def _get(api: str, path: str) -> dict:
-    with urllib.request.urlopen(api.rstrip("/") + path, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def service_available(api: str | None) -> tuple[bool, str]:
+def service_available(api: KubeAPI | None) -> tuple[bool, str]:
     """Whether the cluster serves NodePort 30082 with an available backend, and why not."""
     if api is None:
         return False, "no kubeconfig for the cluster"
     try:
-        services = _get(api, "/api/v1/services").get("items") or []
+        services = api.get("/api/v1/services").get("items") or []
         for svc in services:
             ports = (svc.get("spec") or {}).get("ports") or []
             if not any(p.get("nodePort") == NODE_PORT for p in ports):
                 continue
             namespace = svc["metadata"]["namespace"]
             selector = (svc.get("spec") or {}).get("selector") or {}
-            deployments = _get(api, f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items") or []
+            deployments = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments").get("items") or []
             for dep in deployments:
                 labels = ((dep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
                 if selector and all(labels.get(k) == v for k, v in selector.items()):
@@ -163,7 +148,7 @@ def make_handler(kubeconfig: str, context: str, state_dir: str) -> type[http.ser
 
         def _handle(self) -> None:
             # Looked up per request: the port server starts before kind has written the kubeconfig.
-            ok, reason = service_available(_api_server(kubeconfig, context))
+            ok, reason = service_available(KubeAPI.from_kubeconfig(kubeconfig, context))
             if not ok:
                 _plain(self, 503, f"no service behind NodePort {NODE_PORT}: {reason}\n")
                 return
