@@ -468,9 +468,7 @@ def _log_tail(cluster: Cluster, name: str, lines: int = 15) -> str:
 
 
 def _https_ok(url: str, cluster: Cluster) -> bool:
-    ctx = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
-    ctx.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
-    with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+    with urllib.request.urlopen(url, timeout=2, context=cluster._ssl()) as resp:
         return resp.status == 200
 
 
