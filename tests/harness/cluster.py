@@ -718,13 +718,13 @@ def set_usage(
 
 def _established(cluster: Cluster, crd: str) -> bool:
     status, obj = cluster.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
-    conds = obj.get("status", {}).get("conditions", []) if status == 200 else []
+    conds = ((obj.get("status") or {}).get("conditions") or []) if status == 200 else []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
 
 def _node_ready(cluster: Cluster) -> bool:
     status, node = cluster.request("GET", f"/api/v1/nodes/{cluster.node_name}")
-    conds = node.get("status", {}).get("conditions", []) if status == 200 else []
+    conds = ((node.get("status") or {}).get("conditions") or []) if status == 200 else []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 

@@ -51,7 +51,7 @@ def condition(ctx, kind, namespace, name):
     if proc.returncode != 0:
         return None, {}
     obj = json.loads(proc.stdout)
-    return obj, {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}.get("Ready", {})
+    return obj, {c["type"]: c for c in ((obj.get("status") or {}).get("conditions") or [])}.get("Ready", {})
 
 
 def test_tree_metrics_server_release_installs_from_the_real_url(flux_cluster):

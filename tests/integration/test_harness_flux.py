@@ -129,7 +129,7 @@ def ready(ctx, kind, name):
     if proc.returncode != 0:
         return None
     obj = json.loads(proc.stdout)
-    conds = {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+    conds = {c["type"]: c for c in ((obj.get("status") or {}).get("conditions") or [])}
     return obj, conds.get("Ready", {})
 
 
