@@ -39,6 +39,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import network
+import storage
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -227,8 +229,11 @@ def make_pki(pki: Path) -> None:
     pki.chmod(0o700)
     ca = _ca(pki, "ca", "kubernetes")
     _leaf(pki, "apiserver", ca, _name("kube-apiserver"), server=True, client=False)
-    # The components' client certificate: system:masters, as kind's admin.conf.
+    # The user's client certificate, as kind's admin.conf (what `kind get kubeconfig` hands out): the audit log
+    # shows the product's requests as user kubernetes-admin.
     _leaf(pki, "admin", ca, _name("kubernetes-admin", "system:masters"), server=False, client=True)
+    # The harness's own programs (controllers, kwok, Flux, metrics-server, its checks), kept apart in the audit log.
+    _leaf(pki, "components", ca, _name("harness:components", "system:masters"), server=False, client=True)
     # kwok's kubelet endpoint and metrics-server's API serve on 127.0.0.1 with this one.
     _leaf(pki, "serving", ca, _name("127.0.0.1"), server=True, client=False)
     front = _ca(pki, "front-proxy-ca", "front-proxy-ca")
@@ -259,6 +264,8 @@ class Cluster:
     pids: dict[str, int] = field(default_factory=dict)
     node_labels: dict[str, str] = field(default_factory=dict)
     usage: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Node port -> "address:port" on this host, as kind's extraPortMappings publish it (set by the stand-in kind).
+    node_ports: dict[str, str] = field(default_factory=dict)
 
     @property
     def pki(self) -> Path:
@@ -269,8 +276,8 @@ class Cluster:
         return self.root / "logs"
 
     @property
-    def admin_kubeconfig(self) -> Path:
-        return self.root / "admin.kubeconfig"
+    def components_kubeconfig(self) -> Path:
+        return self.root / "components.kubeconfig"
 
     @property
     def audit_log(self) -> Path:
@@ -295,8 +302,9 @@ class Cluster:
             "pids": self.pids,
             "node_labels": self.node_labels,
             "usage": self.usage,
+            "node_ports": self.node_ports,
             "server": self.server if "apiserver" in self.ports else None,
-            "admin_kubeconfig": str(self.admin_kubeconfig),
+            "components_kubeconfig": str(self.components_kubeconfig),
             "audit_log": str(self.audit_log),
         }
         tmp = self.root / "cluster.json.tmp"
@@ -311,10 +319,13 @@ class Cluster:
         self.ports, self.pids = data["ports"], data["pids"]
         self.node_labels = data.get("node_labels", {})
         self.usage = data.get("usage", {})
+        self.node_ports = data.get("node_ports", {})
         return True
 
     # --- kubeconfig -------------------------------------------------------------------------------------------
-    def kubeconfig(self, context: str) -> dict:
+    def kubeconfig(self, context: str, user: str = "admin") -> dict:
+        """A kubeconfig for the user `admin` (kind's kubernetes-admin) or `components` (the harness's programs)."""
+
         def b64(path: Path) -> str:
             return base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -334,21 +345,23 @@ class Cluster:
                 {
                     "name": context,
                     "user": {
-                        "client-certificate-data": b64(self.pki / "admin.crt"),
-                        "client-key-data": b64(self.pki / "admin.key"),
+                        "client-certificate-data": b64(self.pki / f"{user}.crt"),
+                        "client-key-data": b64(self.pki / f"{user}.key"),
                     },
                 }
             ],
         }
 
-    def write_admin_kubeconfig(self) -> None:
-        self.admin_kubeconfig.write_text(yaml.safe_dump(self.kubeconfig("harness")), encoding="utf-8")
-        self.admin_kubeconfig.chmod(0o600)
+    def write_components_kubeconfig(self) -> None:
+        self.components_kubeconfig.write_text(
+            yaml.safe_dump(self.kubeconfig("harness", "components")), encoding="utf-8"
+        )
+        self.components_kubeconfig.chmod(0o600)
 
-    # --- HTTPS to the API server with the admin certificate ---------------------------------------------------
+    # --- HTTPS to the API server with the components' certificate --------------------------------------------
     def _ssl(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        ctx.load_cert_chain(str(self.pki / "components.crt"), str(self.pki / "components.key"))
         return ctx
 
     def request(
@@ -527,6 +540,8 @@ def start_apiserver(cluster: Cluster) -> None:
     pki = cluster.pki
     policy = cluster.root / "audit-policy.yaml"
     policy.write_text(yaml.safe_dump(AUDIT_POLICY), encoding="utf-8")
+    egress = cluster.root / "egress-selector.yaml"
+    egress.write_text(yaml.safe_dump(network.egress_configuration(cluster.root)), encoding="utf-8")
     _spawn(
         cluster,
         "kube-apiserver",
@@ -542,9 +557,10 @@ def start_apiserver(cluster: Cluster) -> None:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            # ClusterIPs on the loopback range: nothing of the harness ever sends traffic to a private-range address,
-            # and a harness process can listen where a Service's ClusterIP points.
-            "--service-cluster-ip-range=127.96.0.0/16",
+            f"--service-cluster-ip-range={network.SERVICE_CIDR}",
+            # Traffic to Services, webhooks and the kubelet goes through network.py, as kind's goes through
+            # kube-proxy: the documented egress selector (HTTP CONNECT), the way konnectivity is plugged in.
+            f"--egress-selector-config-file={egress}",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             # The aggregation layer (metrics.k8s.io): the front proxy identity kubeadm configures.
@@ -570,7 +586,7 @@ def start_apiserver(cluster: Cluster) -> None:
 
 
 def start_controllers(cluster: Cluster) -> None:
-    pki, kcfg = cluster.pki, cluster.admin_kubeconfig
+    pki, kcfg = cluster.pki, cluster.components_kubeconfig
     common = [
         f"--kubeconfig={kcfg}",
         f"--authentication-kubeconfig={kcfg}",
@@ -659,7 +675,7 @@ def start_kwok(cluster: Cluster) -> None:
         "kwok",
         [
             binary("kwok"),
-            f"--kubeconfig={cluster.admin_kubeconfig}",
+            f"--kubeconfig={cluster.components_kubeconfig}",
             "--manage-all-nodes=true",
             "--node-ip=127.0.0.1",
             f"--node-name={cluster.node_name}",
@@ -716,6 +732,16 @@ def set_usage(
     apply_usage(cluster)
 
 
+def set_node_ports(state_dir: str | Path, name: str, mappings: dict[int, str]) -> None:
+    """Record where this host publishes the node's ports (node port -> "address:port"), as kind's
+    extraPortMappings do; network.py sends a NodePort Service's traffic there."""
+    cluster = Cluster.at(state_dir, name)
+    if not cluster.load():
+        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    cluster.node_ports = {str(k): v for k, v in mappings.items()}
+    cluster.save()
+
+
 def _established(cluster: Cluster, crd: str) -> bool:
     status, obj = cluster.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
     conds = ((obj.get("status") or {}).get("conditions") or []) if status == 200 else []
@@ -729,7 +755,7 @@ def _node_ready(cluster: Cluster) -> bool:
 
 
 def start_metrics_server(cluster: Cluster) -> None:
-    pki, kcfg, port = cluster.pki, cluster.admin_kubeconfig, cluster.ports["metrics-server"]
+    pki, kcfg, port = cluster.pki, cluster.components_kubeconfig, cluster.ports["metrics-server"]
     _spawn(
         cluster,
         "metrics-server",
@@ -787,26 +813,24 @@ def start_metrics_server(cluster: Cluster) -> None:
     )
 
 
-def start_chart_proxy(cluster: Cluster) -> None:
-    """The tree's chart repositories at their real URLs through an HTTPS proxy (chartrepo.py), for Flux."""
-    port = cluster.ports["chart-proxy"]
-    _spawn(
-        cluster,
-        "chart-proxy",
-        [sys.executable, HERE / "chartrepo.py", "serve", "--state-dir", cluster.root / "charts", "--port", port],
-    )
+def start_network(cluster: Cluster) -> None:
+    """The proxy that plays kube-proxy and the internet for the cluster (network.py)."""
+    port = cluster.ports["proxy"]
+    _spawn(cluster, "proxy", [sys.executable, HERE / "network.py", "--cluster-root", cluster.root])
 
     def listening() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
+            return network.socket_path(cluster.root).exists()
 
-    _wait(cluster, "chart-proxy", listening, 60, "the chart repository proxy did not listen")
+    _wait(cluster, "proxy", listening, 120, "the harness network proxy did not listen")
 
 
 def proxy_environment(cluster: Cluster) -> dict[str, str]:
-    """What a Flux controller needs to reach the chart repositories: the proxy, and trust in its CA."""
+    """What a Flux controller needs to reach the chart repositories and Services: the proxy, and trust in its CA."""
+    proxy = f"http://127.0.0.1:{cluster.ports['proxy']}"
     return {
-        "HTTPS_PROXY": f"http://127.0.0.1:{cluster.ports['chart-proxy']}",
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
         "NO_PROXY": "127.0.0.1,localhost",
         "SSL_CERT_FILE": str(cluster.root / "charts" / "pki" / "ca.crt"),
     }
@@ -845,24 +869,25 @@ def start(
             "scheduler",
             "kwok",
             "metrics-server",
-            "chart-proxy",
+            "proxy",
         )
     }
     cluster.save()
     try:
         make_pki(cluster.pki)
-        cluster.write_admin_kubeconfig()
+        cluster.write_components_kubeconfig()
         start_etcd(cluster)
         start_apiserver(cluster)
+        start_network(cluster)
         start_controllers(cluster)
         if kubelet:
             start_kwok(cluster)
+            # kind's default StorageClass, served by the stand-in provisioner in the workloads loop (storage.py).
+            storage.ensure_storage_class(cluster)
             if metrics_api:
                 start_metrics_server(cluster)
-            start_chart_proxy(cluster)
-            # The Flux controllers run while their flux-system Deployments exist (see flux_processes.py).
-            supervisor = [sys.executable, HERE / "flux_processes.py", "--cluster-root", cluster.root]
-            _spawn(cluster, "flux-supervisor", supervisor)
+            # The programs behind Deployments (Flux, the chart's metrics-server) run while those exist.
+            _spawn(cluster, "workloads", [sys.executable, HERE / "workloads.py", "--cluster-root", cluster.root])
         else:
             cluster.apply(_node(cluster))
     except BaseException:
@@ -873,13 +898,13 @@ def start(
 
 
 ORDER = (
-    "flux-supervisor",
-    "chart-proxy",
+    "workloads",
     "metrics-server",
     "kwok",
     "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
+    "proxy",
     "etcd",
 )
 
@@ -905,7 +930,7 @@ def wait_for(what: str, predicate, timeout: float, interval: float = 1.0):
     raise HarnessError(f"{what} did not happen within {timeout} s (last: {last!r})")
 
 
-def _flux_leftovers(root: Path) -> list[int]:
+def _workload_leftovers(root: Path) -> list[int]:
     with contextlib.suppress(FileNotFoundError, ValueError):
         data = json.loads((root / "flux" / "processes.json").read_text(encoding="utf-8"))
         return [c["pid"] for c in data.get("controllers", {}).values()]
@@ -923,8 +948,9 @@ def stop(state_dir: str | Path, name: str = DEFAULT_NAME) -> bool:
         if pid:
             _stop_pid(pid)
     # The supervisor stops its controllers; should it have died, its record still names them.
-    for pid in _flux_leftovers(cluster.root):
+    for pid in _workload_leftovers(cluster.root):
         _stop_pid(pid)
+    network.socket_path(cluster.root).unlink(missing_ok=True)
     shutil.rmtree(cluster.root, ignore_errors=True)
     return True
 

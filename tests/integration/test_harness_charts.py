@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
 sys.path.insert(0, str(HARNESS))
 import cluster as harness  # noqa: E402
-import flux_processes  # noqa: E402
+import workloads  # noqa: E402
 
 FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
 
@@ -33,8 +33,8 @@ def flux_cluster(tmp_path_factory):
     ctx = {"state": state, "kubeconfig": kubeconfig}
     components = subprocess.run([*FLUX, "install", "--export"], check=True, capture_output=True, text=True)
     kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=components.stdout)
-    for name in flux_processes.CONTROLLERS:
-        wait_for(f"{name} to answer /readyz", lambda n=name: flux_processes.readyz(state.root, n), 90)
+    for name in workloads.CONTROLLERS:
+        wait_for(f"{name} to answer /readyz", lambda n=name: workloads.readyz(state.root, n), 90)
     yield ctx
     assert harness.stop(state_dir, "charts")
 
@@ -96,6 +96,28 @@ def test_tree_metrics_server_release_installs_from_the_real_url(flux_cluster):
     releases = {r["name"]: r for r in json.loads(listed.stdout)}
     assert releases["metrics-server"]["chart"] == "metrics-server-3.13.1"
     assert releases["metrics-server"]["status"] == "deployed"
+
+
+def test_the_chart_metrics_server_serves_the_metrics_api(flux_cluster):
+    """The chart's APIService answers: the API server reaches Service kube-system/metrics-server:443 through the
+    harness network, where the real metrics-server runs with the Deployment's rendered arguments."""
+
+    def available():
+        proc = kubectl(flux_cluster, "get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json", check=False)
+        conds = (json.loads(proc.stdout).get("status") or {}).get("conditions") or [] if proc.returncode == 0 else []
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conds)
+
+    wait_for("the chart's APIService to be Available", available, 180, interval=2)
+    node = f"{flux_cluster['state'].name}-control-plane"
+    top = wait_for(
+        "kubectl top node to read the chart's metrics-server",
+        lambda: (p := kubectl(flux_cluster, "top", "node", node, check=False)).returncode == 0 and p.stdout,
+        120,
+        interval=3,
+    )
+    assert node in top
+    backends = json.loads((flux_cluster["state"].root / "backends.json").read_text(encoding="utf-8"))
+    assert "kube-system/metrics-server:443" in backends, backends
 
 
 def test_an_unknown_repository_host_is_refused(flux_cluster):

@@ -1,5 +1,5 @@
 """Real Flux in the harness: the controllers Flux v2.9.4 ships, built from their Go modules, run as host processes
-while their flux-system Deployments exist (tests/harness/flux_processes.py), and reconcile this repository's tree
+while their flux-system Deployments exist (tests/harness/workloads.py), and reconcile this repository's tree
 from a real git smart-HTTP server (`git http-backend`).
 
 The seed's GitOps loop against the real source- and kustomize-controller: the tree's apps are applied; a
@@ -31,8 +31,8 @@ HARNESS = ROOT / "tests" / "harness"
 sys.path.insert(0, str(HARNESS))
 sys.path.insert(0, str(HARNESS / "nodeports"))
 import cluster as harness  # noqa: E402
-import flux_processes  # noqa: E402
 import np_30082  # noqa: E402
+import workloads  # noqa: E402
 
 KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
 FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
@@ -106,8 +106,8 @@ def flux_cluster(tmp_path_factory, git_server):
     # What flux install / the flux_bootstrap module put in the cluster: CRDs of the built controllers, Deployments.
     components = subprocess.run([*FLUX, "install", "--export"], env=env, check=True, capture_output=True, text=True)
     kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=components.stdout)
-    for name in flux_processes.CONTROLLERS:
-        wait_for(f"{name} to answer /readyz", lambda n=name: flux_processes.readyz(state.root, n), 90)
+    for name in workloads.CONTROLLERS:
+        wait_for(f"{name} to answer /readyz", lambda n=name: workloads.readyz(state.root, n), 90)
     yield ctx
     record = json.loads((state.root / "flux" / "processes.json").read_text())["controllers"]
     subprocess.run([*KIND, "delete", "cluster", "--name", NAME, "--kubeconfig", str(kubeconfig)], env=env, check=True)

@@ -1,0 +1,298 @@
+"""The real programs behind a harness cluster's Deployments, run as host processes while the Deployments exist.
+
+kwok makes the pods of every Deployment Running and Ready but runs nothing. For the Deployments whose program the
+harness has built from its Go module (build-testbin.sh), this supervisor plays the kubelet's other half: when
+the Deployment exists it runs the program on this host, restarts it when it exits (as the kubelet restarts a
+container) and stops it when the Deployment is deleted. The programs (WORKLOADS):
+
+- the Flux controllers, `flux-system/{source,kustomize,helm,notification}-controller`, at the versions Flux
+  v2.9.4 ships, with KUBECONFIG and RUNTIME_NAMESPACE=flux-system, as `flux install` / the flux_bootstrap module
+  apply them;
+- metrics-server, `kube-system/metrics-server`, as the tree's HelmRelease installs it, with the container's own
+  arguments (the chart's defaults and the tree's values) except those naming paths inside the container.
+
+Each program's named container ports are registered in <cluster>/backends.json for every Service that selects
+the Deployment's pods, so network.py sends a Service's traffic (the API server's to the chart's
+v1beta1.metrics.k8s.io APIService, for one) to the process.
+
+Started with the cluster and not with the Deployments on purpose: it must be running to notice a Deployment, and
+the programs need what bootstrap installs (CRDs, the APIService), which the harness must not apply itself.
+
+Differences from a cluster, all because the programs run on the host:
+- every address is 127.0.0.1 on a free port: metrics, health, source-controller's artifact storage (advertised
+  as 127.0.0.1:<port>, so kustomize- and helm-controller fetch artifacts from it), notification-controller's
+  event receiver (the other controllers post their events to it), metrics-server's secure port;
+- the programs authenticate with the harness's admin client certificate, not their ServiceAccount tokens;
+- the Flux controllers reach the network through network.py (HTTPS_PROXY/HTTP_PROXY) and trust its CA through
+  SSL_CERT_FILE: the tree's HelmRepository URLs answer with the charts of ../shared/charts, Service names resolve;
+- kind's local-path-provisioner is played by storage.py, one pass per loop.
+
+State: <cluster>/flux/processes.json (pid and ports per running program), logs in <cluster>/logs/<name>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import cluster as harness
+import storage
+
+NAMESPACE = "flux-system"
+CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
+RESTART_BACKOFF = 10.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    name: str
+    # Container port name -> the key of the process's port that answers it.
+    container_ports: tuple[tuple[str, str], ...] = ()
+
+
+WORKLOADS = (
+    Workload(NAMESPACE, "source-controller", (("http", "storage"),)),
+    Workload(NAMESPACE, "kustomize-controller"),
+    Workload(NAMESPACE, "helm-controller"),
+    Workload(NAMESPACE, "notification-controller", (("http", "events"), ("http-webhook", "receiver"))),
+    Workload("kube-system", "metrics-server", (("https", "secure"),)),
+)
+
+# Arguments of the metrics-server container that name paths or ports inside the container; replaced on the host.
+CONTAINER_ONLY_FLAGS = ("--secure-port", "--cert-dir", "--tls-cert-file", "--tls-private-key-file", "--bind-address")
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class Supervisor:
+    def __init__(self, state: harness.Cluster):
+        self.cluster = state
+        self.root = state.root / "flux"
+        self.root.mkdir(exist_ok=True)
+        self.running: dict[str, dict] = {}
+        self.started_at: dict[str, float] = {}
+        self.deployments: dict[str, dict] = {}
+        # Fixed for the cluster's life, so every controller knows where to send events before the receiver runs.
+        self.events_port = harness.free_port()
+
+    # --- the programs ---------------------------------------------------------------------------------------
+    def ports(self, name: str) -> dict[str, int]:
+        keys = ["metrics", "health"]
+        if name == "source-controller":
+            keys.append("storage")
+        if name == "notification-controller":
+            keys.append("receiver")
+        if name == "metrics-server":
+            keys = ["secure"]
+        ports = {key: harness.free_port() for key in keys}
+        if name == "notification-controller":
+            ports["events"] = self.events_port
+        return ports
+
+    def argv(self, name: str, ports: dict[str, int]) -> list:
+        if name == "metrics-server":
+            return self.metrics_server_argv(ports)
+        args = [
+            harness.binary(name),
+            f"--metrics-addr=127.0.0.1:{ports['metrics']}",
+            f"--health-addr=127.0.0.1:{ports['health']}",
+            "--enable-leader-election=false",
+            "--watch-all-namespaces=true",
+            "--log-level=info",
+            "--log-encoding=json",
+        ]
+        if name == "notification-controller":
+            args += [f"--events-addr=127.0.0.1:{self.events_port}", f"--receiverAddr=127.0.0.1:{ports['receiver']}"]
+        else:
+            args.append(f"--events-addr=http://127.0.0.1:{self.events_port}/")
+        if name == "source-controller":
+            storage_dir = self.root / "source-controller-storage"
+            storage_dir.mkdir(exist_ok=True)
+            args += [
+                f"--storage-path={storage_dir}",
+                f"--storage-addr=127.0.0.1:{ports['storage']}",
+                f"--storage-adv-addr=127.0.0.1:{ports['storage']}",
+            ]
+        return args
+
+    def metrics_server_argv(self, ports: dict[str, int]) -> list:
+        """The Deployment's container arguments, with the host's port, certificate and credentials."""
+        pki, kcfg = self.cluster.pki, self.cluster.components_kubeconfig
+        spec = self.deployments["metrics-server"]["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        kept = [a for a in container.get("args") or [] if not a.startswith(CONTAINER_ONLY_FLAGS)]
+        return [
+            harness.binary("metrics-server"),
+            *kept,
+            f"--kubeconfig={kcfg}",
+            f"--authentication-kubeconfig={kcfg}",
+            f"--authorization-kubeconfig={kcfg}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['secure']}",
+            f"--tls-cert-file={pki / 'serving.crt'}",
+            f"--tls-private-key-file={pki / 'serving.key'}",
+        ]
+
+    def start(self, name: str) -> None:
+        ports = self.ports(name)
+        env = {
+            "KUBECONFIG": str(self.cluster.components_kubeconfig),
+            "RUNTIME_NAMESPACE": NAMESPACE,
+            # Chart repositories at their real URLs and Services by name (network.py), as Flux documents a proxy.
+            **harness.proxy_environment(self.cluster),
+        }
+        pid = harness.popen(self.cluster.logs / f"{name}.log", self.argv(name, ports), self.cluster.root, env)
+        self.running[name] = {"pid": pid, "ports": ports}
+        self.started_at[name] = time.monotonic()
+        self.save()
+
+    def stop(self, name: str) -> None:
+        entry = self.running.pop(name, None)
+        if entry:
+            harness._stop_pid(entry["pid"])
+        self.save()
+
+    def save(self) -> None:
+        data = {"events_port": self.events_port, "controllers": self.running}
+        tmp = self.root / "processes.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.replace(self.root / "processes.json")
+
+    # --- Services -> processes (network.py reads backends.json) ---------------------------------------------
+    def backends(self) -> dict[str, str] | None:
+        try:
+            status, body = self.cluster.request("GET", "/api/v1/services")
+        except OSError:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            return None
+        found = {}
+        for workload in WORKLOADS:
+            entry, deployment = self.running.get(workload.name), self.deployments.get(workload.name)
+            if not entry or not deployment:
+                continue
+            template = deployment["spec"]["template"]
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            named = {
+                p.get("name"): p.get("containerPort")
+                for c in template["spec"]["containers"]
+                for p in c.get("ports") or []
+            }
+            by_name = dict(workload.container_ports)
+            for service in body.get("items") or []:
+                meta, spec = service["metadata"], service.get("spec") or {}
+                if meta["namespace"] != workload.namespace or not _selects(spec.get("selector") or {}, labels):
+                    continue
+                for port in spec.get("ports") or []:
+                    target = port.get("targetPort", port["port"])
+                    name = (
+                        target if isinstance(target, str) else next((n for n, v in named.items() if v == target), None)
+                    )
+                    if name in by_name:
+                        key = f"{workload.namespace}/{meta['name']}:{port['port']}"
+                        found[key] = f"127.0.0.1:{entry['ports'][by_name[name]]}"
+        return found
+
+    def write_backends(self) -> None:
+        found = self.backends()
+        if found is None:
+            return
+        path = self.cluster.root / "backends.json"
+        text = json.dumps(found, indent=2, sort_keys=True)
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def wanted(self) -> set[str] | None:
+        """The workloads whose Deployment exists and is not being deleted; None when the API did not answer."""
+        found = {}
+        for namespace in sorted({w.namespace for w in WORKLOADS}):
+            try:
+                status, body = self.cluster.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")
+            except OSError:
+                return None
+            if status == 404:
+                continue
+            if status != 200 or not isinstance(body, dict):
+                return None
+            names = {w.name for w in WORKLOADS if w.namespace == namespace}
+            for d in body.get("items") or []:
+                if d["metadata"]["name"] in names and not d["metadata"].get("deletionTimestamp"):
+                    found[d["metadata"]["name"]] = d
+        self.deployments = found
+        return set(found)
+
+    def reconcile_once(self) -> None:
+        wanted = self.wanted()
+        if wanted is None:  # the API server is down (a test may stop it): change nothing
+            return
+        for name in sorted(set(self.running) - wanted):
+            self.stop(name)
+        now = time.monotonic()
+        for name in sorted(wanted):
+            entry = self.running.get(name)
+            if entry and harness._alive(entry["pid"]):
+                continue
+            if entry and now - self.started_at.get(name, 0) < RESTART_BACKOFF:
+                continue
+            try:
+                self.start(name)
+            except (harness.HarnessError, OSError) as exc:
+                # Logged and tried again on the next pass; the other programs keep running.
+                sys.stderr.write(f"workloads: cannot start {name}: {exc}\n")
+                self.started_at[name] = now
+        self.write_backends()
+        with contextlib.suppress(OSError):
+            storage.reconcile_volumes(self.cluster)
+
+    def run(self, interval: float = 1.0) -> None:
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_args: stopping.append(True))
+        try:
+            while not stopping:
+                self.reconcile_once()
+                time.sleep(interval)
+        finally:
+            for name in list(self.running):
+                self.stop(name)
+
+
+def readyz(root: Path, name: str) -> bool:
+    """Whether the Flux controller `name` answers its health endpoint's /readyz."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, OSError):
+        data = json.loads((root / "flux" / "processes.json").read_text(encoding="utf-8"))
+        port = data["controllers"][name]["ports"]["health"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return resp.status == 200
+    return False
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Run the programs behind a harness cluster's Deployments.")
+    parser.add_argument("--cluster-root", required=True, help="the cluster's folder (<state-dir>/clusters/<name>)")
+    args = parser.parse_args(argv)
+    root = Path(args.cluster_root)
+    state = harness.Cluster(name=root.name, root=root)
+    if not state.load():
+        sys.stderr.write(f"workloads: no cluster at {root}\n")
+        return 1
+    Supervisor(state).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
