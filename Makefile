@@ -113,7 +113,7 @@ test-e2e: venv-test ## Real end to end on a Docker host: kind, Flux, charts, fil
 	@if ! bash tests/harness/can_pull_images.sh; then echo "test-e2e: skipped (see the reason above)"; exit 0; fi
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/molecule test -s kind
 
-benchmark: venv-test ## Benchmarks: bootstrap wall time and API requests, ab report parsing
+benchmark: venv-test testbin ## Benchmarks on the harness: bootstrap wall time and API requests, ab report parsing
 	$(BIN)/python tests/benchmarks/bench_bootstrap.py
 	$(BIN)/python tests/benchmarks/bench_ab_report.py
 
