@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.filewcount.gitops.plugins.module_utils.k8s_compare import drifted
 from ansible_collections.filewcount.gitops.plugins.module_utils.k8s_health import (
     HealthError,
     condition_status,
@@ -54,4 +55,5 @@ class FilterModule:
             "phase_durations": _wrap(phase_durations),
             "format_phase_durations": _wrap(format_phase_durations),
             "status_report": _wrap(_status_report),
+            "k8s_drifted": _wrap(drifted),
         }
