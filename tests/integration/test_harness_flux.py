@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,12 +31,9 @@ sys.path.insert(0, str(HARNESS))
 sys.path.insert(0, str(HARNESS / "nodeports"))
 import cluster as harness  # noqa: E402
 import np_30082  # noqa: E402
-import workloads  # noqa: E402
 
-KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
-FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
-NAME = "filewcount"
-CONTEXT = f"kind-{NAME}"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kind_harness  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,46 +71,12 @@ def git(cwd, *args):
 
 @pytest.fixture(scope="module")
 def flux_cluster(tmp_path_factory, git_server):
-    tmp = tmp_path_factory.mktemp("flux")
-    env = dict(os.environ, STANDIN_STATE_DIR=str(tmp / "standin"), FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()))
-    env.pop("STANDIN_API_SERVER", None)
-    kubeconfig = tmp / "kubeconfig"
     # filewcount's NodePort mapped to a host port, as the kind role maps 8080 -> 30080.
-    host_port = harness.free_port()
-    config = tmp / "kind.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kind": "Cluster",
-                "apiVersion": "kind.x-k8s.io/v1alpha4",
-                "nodes": [
-                    {
-                        "role": "control-plane",
-                        "extraPortMappings": [
-                            {"containerPort": 30080, "hostPort": host_port, "listenAddress": "127.0.0.1"}
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    create = [*KIND, "create", "cluster", "--name", NAME, "--config", str(config), "--kubeconfig", str(kubeconfig)]
-    subprocess.run(create, env=env, check=True)
-    state = harness.Cluster.at(tmp / "standin" / "kind", NAME)
-    assert state.load()
-    ctx = {"env": env, "kubeconfig": kubeconfig, "state": state, "host_port": host_port}
-    # What flux install / the flux_bootstrap module put in the cluster: CRDs of the built controllers, Deployments.
-    components = subprocess.run([*FLUX, "install", "--export"], env=env, check=True, capture_output=True, text=True)
-    kubectl(ctx, "apply", "--server-side", "-f", "-", stdin=components.stdout)
-    for name in workloads.CONTROLLERS:
-        wait_for(f"{name} to answer /readyz", lambda n=name: workloads.readyz(state.root, n), 90)
+    ctx = kind_harness.create(tmp_path_factory.mktemp("flux"), node_ports=(30080,))
+    ctx["host_port"] = ctx["host_ports"][30080]
+    kind_harness.install_flux(ctx)
     yield ctx
-    record = json.loads((state.root / "flux" / "processes.json").read_text())["controllers"]
-    subprocess.run([*KIND, "delete", "cluster", "--name", NAME, "--kubeconfig", str(kubeconfig)], env=env, check=True)
-    # No controller, supervisor or control-plane process is left, nor the cluster's folder.
-    pids = [c["pid"] for c in record.values()] + list(state.pids.values())
-    assert record and not any(harness._alive(pid) for pid in pids)
-    assert not state.root.exists()
+    kind_harness.delete(ctx)
 
 
 def kubectl(ctx, *args, stdin=None, check=True):

@@ -1,0 +1,107 @@
+"""A harness cluster created through the stand-in kind, for integration tests (test helper).
+
+`create` runs `tests/harness/bin/kind create cluster` on its process backend (tests/harness/cluster.py: a real
+control plane, kwok as the node, the real Flux controllers once their Deployments exist), with the node ports a
+test needs published on free host ports, as the kind role's extraPortMappings publish 8080-8082. `delete` runs
+`kind delete cluster` and checks that nothing of the cluster is left. `install_flux` applies what
+`flux install --export` prints (the stand-in's output, built from the controllers' own CRDs) and waits until
+the four controllers answer /readyz.
+
+    ctx = kind_harness.create(tmp_path, node_ports=(30082,))
+    ctx["env"]           # environment for playbooks and CLIs: stand-ins first on PATH, STANDIN_STATE_DIR, ...
+    ctx["kubeconfig"]    # kind's kubeconfig (context kind-<name>, user kubernetes-admin)
+    ctx["host_ports"]    # node port -> host port on 127.0.0.1
+    ctx["state"]         # the harness Cluster (root, logs, audit log)
+    kind_harness.delete(ctx)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "tests" / "harness"
+if str(HARNESS) not in sys.path:
+    sys.path.insert(0, str(HARNESS))
+import cluster as harness  # noqa: E402
+import workloads  # noqa: E402
+
+KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
+FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
+DEFAULT_NAME = "filewcount"
+
+
+def environment(tmp: Path) -> dict[str, str]:
+    """The stand-ins first on PATH, then the project's virtualenv; harness state under tmp; no emulator."""
+    env = dict(
+        os.environ,
+        STANDIN_STATE_DIR=str(tmp / "standin"),
+        FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()),
+        PATH=os.pathsep.join([str(HARNESS / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+    )
+    env.pop("STANDIN_API_SERVER", None)
+    env.pop("KUBECONFIG", None)
+    return env
+
+
+def create(tmp: Path, node_ports: tuple[int, ...] = (), name: str = DEFAULT_NAME, env: dict | None = None) -> dict:
+    """Start a harness cluster through the stand-in kind; see the module docstring for what it returns."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = env or environment(tmp)
+    host_ports = {port: harness.free_port() for port in node_ports}
+    config = tmp / "kind.yaml"
+    mappings = [{"containerPort": n, "hostPort": h, "listenAddress": "127.0.0.1"} for n, h in host_ports.items()]
+    node = {"role": "control-plane", **({"extraPortMappings": mappings} if mappings else {})}
+    config.write_text(
+        yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [node]}), encoding="utf-8"
+    )
+    kubeconfig = tmp / "kubeconfig"
+    create_argv = [*KIND, "create", "cluster", "--name", name, "--config", str(config), "--kubeconfig", str(kubeconfig)]
+    subprocess.run(create_argv, env=env, check=True, capture_output=True, text=True)
+    state = harness.Cluster.at(Path(env["STANDIN_STATE_DIR"]) / "kind", name)
+    assert state.load(), f"kind create cluster left no harness cluster at {state.root}"
+    return {
+        "env": env,
+        "name": name,
+        "context": f"kind-{name}",
+        "kubeconfig": kubeconfig,
+        "host_ports": host_ports,
+        "state": state,
+    }
+
+
+def install_flux(ctx: dict, timeout: float = 90) -> None:
+    """Apply `flux install --export` and wait until every Flux controller answers /readyz."""
+    components = subprocess.run(
+        [*FLUX, "install", "--export"], env=ctx["env"], check=True, capture_output=True, text=True
+    )
+    harness.kubectl(ctx["kubeconfig"], "apply", "--server-side", "-f", "-", stdin=components.stdout)
+    for controller in workloads.CONTROLLERS:
+        harness.wait_for(
+            f"{controller} to answer /readyz", lambda c=controller: workloads.readyz(ctx["state"].root, c), timeout
+        )
+
+
+def delete(ctx: dict) -> None:
+    """`kind delete cluster`, then check no process of the cluster is left and its folder is gone."""
+    state = ctx["state"]
+    record = {}
+    processes = state.root / "flux" / "processes.json"
+    if processes.exists():
+        record = json.loads(processes.read_text(encoding="utf-8")).get("controllers", {})
+    subprocess.run(
+        [*KIND, "delete", "cluster", "--name", ctx["name"], "--kubeconfig", str(ctx["kubeconfig"])],
+        env=ctx["env"],
+        check=True,
+        capture_output=True,
+    )
+    pids = [c["pid"] for c in record.values()] + list(state.pids.values())
+    assert not [pid for pid in pids if harness._alive(pid)], "kind delete cluster left harness processes running"
+    assert not state.root.exists(), f"kind delete cluster left {state.root}"
