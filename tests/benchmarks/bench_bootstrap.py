@@ -1,10 +1,11 @@
-"""Benchmark: wall time and Kubernetes API requests of playbooks/bootstrap.yml, first run and idempotent re-run.
+"""Benchmark: wall time and Kubernetes API requests of bootstrap's first run and idempotent re-run, and an upgrade.
 
-Runs the real playbook with the stand-in CLIs of tests/harness/bin first on PATH, exactly like molecule/default:
-the stand-in kind starts the test harness (a real control plane, kwok as the node, the real Flux controllers
-installing the tree's charts), then tears down. Requests are read from the API server's audit log: those of kind's
-user kubernetes-admin, i.e. the product's own (tests/harness/audit.py). Reports numbers; asserts nothing about
-time. Needs the harness programs (`make testbin`).
+Runs the real playbook with the stand-in CLIs of tests/harness/bin first on PATH, exactly like molecule/default: the
+stand-in kind starts the test harness (a real control plane, kwok as the node, the real Flux controllers installing
+the tree's charts), re-runs it, runs upgrade.yml to 2.0 (commit, push to the git server, Flux reconcile, rolling
+update: a push to the applied change), then tears down. Requests are read from the API server's audit log: those of
+kind's user kubernetes-admin, i.e. the product's own (tests/harness/audit.py). Reports numbers; asserts nothing
+about time. Needs the harness programs (`make testbin`).
 Usage (repository root): ``.venv/bin/python tests/benchmarks/bench_bootstrap.py
 [--json tests/output/bench_bootstrap.json] [--keep]``. Exit status 1 when a playbook run fails (numbers are
 still printed).
@@ -44,9 +45,11 @@ def _playbook(name: str, env: dict, log: Path, *extra: str) -> tuple[int, float,
     return proc.returncode, elapsed, recap[-1] if recap else ""
 
 
-def _measure(label: str, audit_log: Path, env: dict, workdir: Path, extra: list[str]) -> dict:
+def _measure(
+    label: str, audit_log: Path, env: dict, workdir: Path, extra: list[str], *, name: str = "bootstrap.yml"
+) -> dict:
     since = audit.mark(audit_log)
-    rc, elapsed, recap = _playbook("bootstrap.yml", env, workdir / f"{label}.log", *extra)
+    rc, elapsed, recap = _playbook(name, env, workdir / f"{label}.log", *extra)
     counted = audit.count(audit_log, since)
     return {
         "run": label,
@@ -101,6 +104,21 @@ def main() -> int:
         results.append(_measure("first", audit_log, env, workdir, extra))
         if results[0]["rc"] == 0:
             results.append(_measure("rerun", audit_log, env, workdir, extra))
+            # A push to the applied change: upgrade.yml commits the new tag, pushes it to the git server, asks Flux
+            # to reconcile and waits for the rolling update (the GitOps loop a user drives with `make upgrade`).
+            upgrade = [
+                *extra,
+                "--extra-vars",
+                json.dumps(
+                    {
+                        "filewcount_image_tag": "2.0",
+                        "upgrade_repo_dir": str(workdir / "checkout"),
+                        "upgrade_git_author_name": "benchmark",
+                        "upgrade_git_author_email": "benchmark@filewcount.invalid",
+                    }
+                ),
+            ]
+            results.append(_measure("upgrade", audit_log, env, workdir, upgrade, name="upgrade.yml"))
     finally:
         _playbook("teardown.yml", env, workdir / "teardown.log", *extra)
     print(f"{'run':<6} {'rc':>3} {'seconds':>8} {'requests':>9} {'writes':>7}  writes per verb")
