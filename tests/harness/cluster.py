@@ -732,6 +732,22 @@ def set_usage(
     apply_usage(cluster)
 
 
+def stop_apiserver(state_dir: str | Path, name: str) -> None:
+    """Stop the cluster's kube-apiserver (an outage a test provokes); etcd and the other programs keep running."""
+    cluster = Cluster.at(state_dir, name)
+    if not cluster.load():
+        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    _stop_pid(cluster.pids["kube-apiserver"])
+
+
+def start_apiserver_again(state_dir: str | Path, name: str) -> None:
+    """Start the kube-apiserver stop_apiserver stopped, on the same port and etcd, and wait until it is ready."""
+    cluster = Cluster.at(state_dir, name)
+    if not cluster.load():
+        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    start_apiserver(cluster)
+
+
 def set_node_ports(state_dir: str | Path, name: str, mappings: dict[int, str]) -> None:
     """Record where this host publishes the node's ports (node port -> "address:port"), as kind's
     extraPortMappings do; network.py sends a NodePort Service's traffic there."""
