@@ -24,8 +24,15 @@ def test_filter_names():
             "phase_durations",
             "format_phase_durations",
             "status_report",
+            "k8s_drifted",
         ]
     )
+
+
+def test_k8s_drifted_returns_what_the_cluster_lacks_or_holds_otherwise():
+    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}
+    held = {**manifest, "metadata": {"name": "monitoring", "uid": "u"}, "status": {"phase": "Active"}}
+    assert FILTERS["k8s_drifted"]([manifest, manifest], [[held], []]) == [manifest]
 
 
 def test_condition_status_on_a_registered_result():
