@@ -7,7 +7,8 @@ talks to the cluster through kind's kubeconfig, user `kubernetes-admin`; the har
 
     python tests/harness/audit.py mark --log PATH                      # prints the log's size in bytes
     python tests/harness/audit.py count --log PATH --since BYTES [--user kubernetes-admin]
-        # prints JSON: {"requests": N, "writes": N, "dry_run_writes": N, "write_requests": ["patch apps/deployments ns/name", ...]}
+        # prints JSON: {"requests": N, "writes": N, "dry_run_writes": N,
+        #               "write_requests": ["patch apps/deployments ns/name", ...]}
 
 A write is a create, update, patch, delete or deletecollection that was not a dry run (dryRun=All persists
 nothing and is counted apart). Watches are counted once, when they end or when the count is taken.

@@ -402,6 +402,7 @@ class Cluster:
             "Node": "nodes",
             "Metric": "metrics",
             "ClusterResourceUsage": "clusterresourceusages",
+            "StorageClass": "storageclasses",
         }[obj["kind"]]
         ns = obj["metadata"].get("namespace")
         path = f"{base}/namespaces/{ns}/{plural}" if ns else f"{base}/{plural}"

@@ -39,7 +39,6 @@ CLASS_NAME = "standard"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
 PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
-FIELD_MANAGER = "harness"
 
 # The StorageClass kind installs in every node image: kubernetes-sigs/kind, pkg/build/nodeimage/const_storage.go,
 # `defaultStorageManifest` (kind's customised copy of rancher/local-path-provisioner's deploy manifest, "install as
@@ -55,10 +54,6 @@ STORAGE_CLASS = {
 }
 
 
-class StorageError(RuntimeError):
-    """The API server refused the StorageClass."""
-
-
 def volumes_dir(cluster: Cluster) -> Path:
     """Where the volumes' directories live: <cluster folder>/volumes, as an absolute path (hostPath needs one)."""
     return Path(os.path.abspath(cluster.root / "volumes"))
@@ -66,14 +61,7 @@ def volumes_dir(cluster: Cluster) -> Path:
 
 def ensure_storage_class(cluster: Cluster) -> None:
     """Create (or restore) the StorageClass `standard` by server-side apply as the field manager `harness`."""
-    status, answer = cluster.request(
-        "PATCH",
-        f"/apis/storage.k8s.io/v1/storageclasses/{CLASS_NAME}?fieldManager={FIELD_MANAGER}&force=true",
-        STORAGE_CLASS,
-        content_type="application/apply-patch+yaml",
-    )
-    if status >= 300:
-        raise StorageError(f"applying StorageClass {CLASS_NAME} answered HTTP {status}: {answer}")
+    cluster.apply(STORAGE_CLASS)
 
 
 def _items(cluster: Cluster, path: str) -> list[dict] | None:
