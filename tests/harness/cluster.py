@@ -689,6 +689,8 @@ def start_kwok(cluster: Cluster) -> None:
             # kwok's own stages, as kwokctl configures them: the node initialised and kept alive through its
             # Lease; pods Running and Ready, Job pods Succeeded, deleted pods removed.
             *(f"--config={kwok_data('kustomize/stage/' + stage)}" for stage in KWOK_STAGES),
+            # The harness's own: Running pods made unready by a node blip get Ready again (stages/*.yaml).
+            *(f"--config={stage}" for stage in sorted((HERE / "stages").glob("*.yaml"))),
         ],
     )
     _wait(cluster, "kwok", lambda: _node_ready(cluster), 60, f"kwok did not make node {cluster.node_name} Ready")
