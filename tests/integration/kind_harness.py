@@ -38,7 +38,7 @@ DEFAULT_NAME = "filewcount"
 
 
 def environment(tmp: Path) -> dict[str, str]:
-    """The stand-ins first on PATH, then the project's virtualenv; harness state under tmp; no emulator."""
+    """The stand-ins first on PATH, then the project's virtualenv; harness state under tmp."""
     env = dict(
         os.environ,
         STANDIN_STATE_DIR=str(tmp / "standin"),

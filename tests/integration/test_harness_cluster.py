@@ -1,7 +1,7 @@
 """The test harness's Kubernetes is the real thing: a control plane built from the pinned Go modules, started through
 the stand-in kind CLI as bootstrap starts it, with kwok simulating the kind node.
 
-Each test proves one property that the emulated API could not: the pinned server version, a Ready node named as
+Each test proves one property that a fake API could not: the pinned server version, a Ready node named as
 kind names it, Deployments rolled out by the real controllers through kubernetes.core, namespace deletion that
 garbage-collects, server-side apply conflicts and validation from the real API server, Job pods that succeed, the
 metrics API, and the real HPA controller scaling filewcount by the behaviour hpa.yaml declares.

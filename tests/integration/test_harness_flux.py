@@ -189,7 +189,7 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
         120,
     )
 
-    # An unknown field: the real API server drops it with a warning on server-side apply (the emulated API said
+    # An unknown field: the real API server drops it with a warning on server-side apply (the retired emulated API said
     # 422), so the Kustomization applies the rest and stays Ready.
     broken = work / "kube" / "apps" / "broken.yaml"
     manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "broken", "namespace": "filewcount"}}

@@ -1,6 +1,6 @@
 """playbooks/load_test.yml for real: ansible-playbook runs Debian's ab against a Python test server on 127.0.0.1.
 
-HPA sampling is off (no cluster here); the emulated Kubernetes API is used by molecule/default for that. The test
+HPA sampling is off (no cluster here); molecule/default samples the harness's real HPA. The test
 checks the report directory: results.json, report.md, chart.png, ab's stdout and its -e/-g files.
 """
 

@@ -2,7 +2,7 @@
 """The Kubernetes API of a kubeconfig context, for the NodePort stand-ins (test double support).
 
 A stand-in answers like a NodePort only while the cluster has the Service and an available backend, so it reads
-the cluster through the kubeconfig that kind wrote: plain HTTP for the emulated API, HTTPS with the cluster's CA
+the cluster through the kubeconfig that kind wrote: plain HTTP for a fake API in unit tests, HTTPS with the cluster's CA
 and the client certificate (or a bearer token) for the harness's real API server.
 """
 

@@ -1,7 +1,7 @@
 # TEST DOUBLE: the host side of NodePort 30081 (Grafana of kube-prometheus-stack) for the stand-in kind cluster.
 # Never used by the collection at runtime.
 #
-# A fake of the few Grafana HTTP API endpoints the collection calls, answered from the emulated Kubernetes API
+# A fake of the few Grafana HTTP API endpoints the collection calls, answered from the Kubernetes API
 # (kubeconfig/context given to make_handler):
 #   GET /api/health                      200 {"database": "ok", ...}, no auth (like Grafana)
 #   GET /api/search                      basic auth against Secret monitoring/grafana-admin (keys admin-user,
