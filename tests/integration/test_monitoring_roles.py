@@ -27,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -560,10 +561,46 @@ def checkout(synced, tmp_path):
     return work
 
 
+class ReadyPodsWatch:
+    """Samples filewcount's Deployment (as the harness, so the audit counts stay the product's) every 0.2 s while
+    a rollout runs: the fewest ready and available replicas seen, and the replicas wanted."""
+
+    def __init__(self, cluster: Cluster):
+        self.state = cluster.ctx["state"]
+        self.samples: list[tuple[int, int, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            status, obj = self.state.request("GET", "/apis/apps/v1/namespaces/filewcount/deployments/filewcount")
+            if status == 200:
+                st = obj.get("status") or {}
+                self.samples.append(
+                    (obj["spec"]["replicas"], st.get("readyReplicas") or 0, st.get("availableReplicas") or 0)
+                )
+            time.sleep(0.2)
+
+    def __enter__(self) -> ReadyPodsWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
 def test_upgrade_and_downgrade_through_gitops(synced, checkout):
     cluster, work = synced, checkout
     common = {"upgrade_repo_dir": str(work), "upgrade_kubeconfig": cluster.kubeconfig, "upgrade_kube_context": ""}
-    proc, stats, report, requests = cluster.play(UPGRADE, filewcount_image_tag="2.0", **common)
+    # maxUnavailable: 0 (kube/apps/filewcount/deployment.yaml): while the real Deployment controller rolls the new
+    # image out, never fewer ready or available pods than the Deployment wants.
+    with ReadyPodsWatch(cluster) as watch:
+        proc, stats, report, requests = cluster.play(UPGRADE, filewcount_image_tag="2.0", **common)
+    assert len(watch.samples) > 10, watch.samples
+    assert all(ready >= wanted and available >= wanted for wanted, ready, available in watch.samples), [
+        s for s in watch.samples if s[1] < s[0] or s[2] < s[0]
+    ]
     assert stats["failures"] == 0, _failure_message(report) or proc.stdout
     assert stats["changed"] == 2  # the commit + push, and the reconcile annotations (one loop task)
     assert sorted(requests["write_requests"]) == [
