@@ -129,8 +129,9 @@ def test_large_push_with_chunked_transfer(applied, checkout):
     git(checkout, "add", "blob.bin")
     git(checkout, "commit", "--quiet", "-m", "Add a large file")
     head = git(checkout, "rev-parse", "HEAD").stdout.strip()
-    git(checkout, "push", f"{base}/filewcount.git", "HEAD:refs/heads/main")
-    assert git(state / "git" / "filewcount.git", "rev-parse", "refs/heads/main").stdout.strip() == head
+    # A branch of its own: the module's tests share one server, and main already holds another test's history.
+    git(checkout, "push", f"{base}/filewcount.git", "HEAD:refs/heads/large")
+    assert git(state / "git" / "filewcount.git", "rev-parse", "refs/heads/large").stdout.strip() == head
 
 
 def test_unknown_repository_is_404(applied):
