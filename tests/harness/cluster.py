@@ -719,13 +719,19 @@ def apply_usage(cluster: Cluster) -> None:
     cluster.apply(upstream)
 
 
+def running(state_dir: str | Path, name: str) -> Cluster:
+    """The cluster `name` under state_dir, loaded; HarnessError when it is not running there."""
+    cluster = Cluster.at(state_dir, name)
+    if not cluster.load():
+        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    return cluster
+
+
 def set_usage(
     state_dir: str | Path, name: str, namespace: str, cpu: str | None = None, memory: str | None = None
 ) -> None:
     """Simulate every pod of a namespace using this much CPU and memory (None: back to the default)."""
-    cluster = Cluster.at(state_dir, name)
-    if not cluster.load():
-        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    cluster = running(state_dir, name)
     values = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
     if values:
         cluster.usage[namespace] = values
@@ -737,26 +743,20 @@ def set_usage(
 
 def stop_apiserver(state_dir: str | Path, name: str) -> None:
     """Stop the cluster's kube-apiserver (an outage a test provokes); etcd and the other programs keep running."""
-    cluster = Cluster.at(state_dir, name)
-    if not cluster.load():
-        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    cluster = running(state_dir, name)
     _stop_pid(cluster.pids["kube-apiserver"])
 
 
 def start_apiserver_again(state_dir: str | Path, name: str) -> None:
     """Start the kube-apiserver stop_apiserver stopped, on the same port and etcd, and wait until it is ready."""
-    cluster = Cluster.at(state_dir, name)
-    if not cluster.load():
-        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    cluster = running(state_dir, name)
     start_apiserver(cluster)
 
 
 def set_node_ports(state_dir: str | Path, name: str, mappings: dict[int, str]) -> None:
     """Record where this host publishes the node's ports (node port -> "address:port"), as kind's
     extraPortMappings do; network.py sends a NodePort Service's traffic there."""
-    cluster = Cluster.at(state_dir, name)
-    if not cluster.load():
-        raise HarnessError(f"cluster {name} is not running under {state_dir}")
+    cluster = running(state_dir, name)
     cluster.node_ports = {str(k): v for k, v in mappings.items()}
     cluster.save()
 
@@ -773,20 +773,29 @@ def _node_ready(cluster: Cluster) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
+def metrics_server_host_flags(cluster: Cluster, port: int) -> list[str]:
+    """What metrics-server needs to run on this host: the components' credentials, 127.0.0.1:port, the serving
+    certificate. The harness's own metrics-server and the chart's (workloads.py) both use these."""
+    pki, kcfg = cluster.pki, cluster.components_kubeconfig
+    return [
+        f"--kubeconfig={kcfg}",
+        f"--authentication-kubeconfig={kcfg}",
+        f"--authorization-kubeconfig={kcfg}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki / 'serving.crt'}",
+        f"--tls-private-key-file={pki / 'serving.key'}",
+    ]
+
+
 def start_metrics_server(cluster: Cluster) -> None:
-    pki, kcfg, port = cluster.pki, cluster.components_kubeconfig, cluster.ports["metrics-server"]
+    port = cluster.ports["metrics-server"]
     _spawn(
         cluster,
         "metrics-server",
         [
             binary("metrics-server"),
-            f"--kubeconfig={kcfg}",
-            f"--authentication-kubeconfig={kcfg}",
-            f"--authorization-kubeconfig={kcfg}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}",
+            *metrics_server_host_flags(cluster, port),
             # The flags the tree gives metrics-server on kind (--kubelet-insecure-tls), and the node's own port.
             "--kubelet-insecure-tls",
             "--kubelet-use-node-status-port",

@@ -111,6 +111,9 @@ class Router:
             self._services = (time.monotonic(), items)
         return items
 
+    def _by_cluster_ip(self, host: str) -> dict | None:
+        return next((s for s in self._service_list() if (s.get("spec") or {}).get("clusterIP") == host), None)
+
     def _service(self, host: str) -> dict | None:
         try:
             address = ipaddress.ip_address(host)
@@ -119,13 +122,13 @@ class Router:
         if address is not None:
             if address not in SERVICE_RANGE:
                 return None
-            found = [s for s in self._service_list() if (s.get("spec") or {}).get("clusterIP") == host]
-            if not found:
+            found = self._by_cluster_ip(host)
+            if found is None:  # a Service newer than the cached list: list again once
                 self._services = (0.0, [])
-                found = [s for s in self._service_list() if (s.get("spec") or {}).get("clusterIP") == host]
-            if not found:
+                found = self._by_cluster_ip(host)
+            if found is None:
                 raise Refused(503, f"no Service has the ClusterIP {host}")
-            return found[0]
+            return found
         for domain in CLUSTER_DOMAINS:
             if host.endswith(domain):
                 parts = host[: -len(domain)].split(".")

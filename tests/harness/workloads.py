@@ -22,7 +22,8 @@ Differences from a cluster, all because the programs run on the host:
 - every address is 127.0.0.1 on a free port: metrics, health, source-controller's artifact storage (advertised
   as 127.0.0.1:<port>, so kustomize- and helm-controller fetch artifacts from it), notification-controller's
   event receiver (the other controllers post their events to it), metrics-server's secure port;
-- the programs authenticate with the harness's admin client certificate, not their ServiceAccount tokens;
+- the programs authenticate as `harness:components` (a system:masters client certificate), not with their
+  ServiceAccount tokens, so the audit log keeps them apart from the product's `kubernetes-admin`;
 - the Flux controllers reach the network through network.py (HTTPS_PROXY/HTTP_PROXY) and trust its CA through
   SSL_CERT_FILE: the tree's HelmRepository URLs answer with the charts of ../shared/charts, Service names resolve;
 - kind's local-path-provisioner is played by storage.py, one pass per loop.
@@ -127,20 +128,13 @@ class Supervisor:
 
     def metrics_server_argv(self, ports: dict[str, int]) -> list:
         """The Deployment's container arguments, with the host's port, certificate and credentials."""
-        pki, kcfg = self.cluster.pki, self.cluster.components_kubeconfig
         spec = self.deployments["metrics-server"]["spec"]["template"]["spec"]
         container = spec["containers"][0]
         kept = [a for a in container.get("args") or [] if not a.startswith(CONTAINER_ONLY_FLAGS)]
         return [
             harness.binary("metrics-server"),
             *kept,
-            f"--kubeconfig={kcfg}",
-            f"--authentication-kubeconfig={kcfg}",
-            f"--authorization-kubeconfig={kcfg}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports['secure']}",
-            f"--tls-cert-file={pki / 'serving.crt'}",
-            f"--tls-private-key-file={pki / 'serving.key'}",
+            *harness.metrics_server_host_flags(self.cluster, ports["secure"]),
         ]
 
     def start(self, name: str) -> None:
