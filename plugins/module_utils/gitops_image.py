@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 try:  # PyYAML is a dependency of ansible-core; the check is skipped if it is missing.
@@ -24,6 +24,8 @@ except ImportError:  # pragma: no cover
 Runner = Callable[[Sequence[str], str], "tuple[int, str, str]"]
 
 DEFAULT_TAG_PATTERN = r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?$"
+# Who commits when git has no identity of its own (a fresh machine): like the Flux identity flux_bootstrap uses.
+DEFAULT_IDENTITY = {"user.name": "filewcount.gitops", "user.email": "filewcount-gitops@localhost"}
 _OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
@@ -227,6 +229,23 @@ def _explain(args: Sequence[str], err: str) -> str:
     return f"{action} failed: {last}."
 
 
+def commit_identity(git: Git) -> dict[str, str]:
+    """The identity (``-c`` settings) the upgrade commit uses: the user's own when git knows who commits.
+
+    ``git var GIT_AUTHOR_IDENT`` / ``GIT_COMMITTER_IDENT`` fail exactly when ``git commit`` would ("Please tell
+    me who you are"): no user.name/user.email in any config, no GIT_AUTHOR_*/GIT_COMMITTER_*/EMAIL variables, and
+    no e-mail address git can guess, as on a fresh machine. Then each missing half comes from the caller's
+    settings (``Git.identity``), git's config, or :data:`DEFAULT_IDENTITY`, in that order.
+    """
+    if all(git("var", var, check=False)[0] == 0 for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT")):
+        return dict(git.identity)
+    identity = {}
+    for key, default in DEFAULT_IDENTITY.items():
+        rc, out = git("config", "--get", key, check=False)[:2]
+        identity[key] = git.identity.get(key) or (out.strip() if rc == 0 and out.strip() else default)
+    return identity
+
+
 def dirty_paths(git: Git) -> list[str]:
     """Tracked files with staged or unstaged changes (untracked files are not part of the commit)."""
     out = git("status", "--porcelain=v1", "--untracked-files=no")[1]
@@ -337,7 +356,8 @@ def upgrade(
             handle.write(after)
         try:
             git("add", "--", manifest)
-            git(
+            committer = replace(git, identity=commit_identity(git))
+            committer(
                 "commit",
                 "--quiet",
                 "-m",

@@ -51,10 +51,14 @@ options:
     description: Commit message; a default names the new image.
     type: str
   author_name:
-    description: Commit author name, when git has no C(user.name) configured.
+    description:
+      - Commit author name. Without it the user's git identity is used; when git has none (a fresh machine with
+        no C(user.name)), the commit is made as C(filewcount.gitops).
     type: str
   author_email:
-    description: Commit author e-mail, when git has no C(user.email) configured.
+    description:
+      - Commit author e-mail. Without it the user's git identity is used; when git has none, the commit is made
+        as C(filewcount-gitops@localhost).
     type: str
 attributes:
   check_mode:
