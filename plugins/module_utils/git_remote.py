@@ -57,6 +57,10 @@ class PushRejected(GitRemoteError):
     pass
 
 
+class ShallowCheckout(GitRemoteError):
+    pass
+
+
 class GitCommandFailed(GitRemoteError):
     def __init__(self, argv: list, rc: int, stderr: str):
         self.argv = list(argv)
@@ -64,6 +68,14 @@ class GitCommandFailed(GitRemoteError):
         self.stderr = stderr
         detail = _last_line(stderr) or "no error output"
         super().__init__(f"`{' '.join(self.argv)}` failed with exit code {rc}: {detail}")
+
+
+def shallow_message(path: str, remote: str, branch: str) -> str:
+    return (
+        f"The checkout {path} is a shallow clone (made with git clone --depth), so {remote}/{branch} cannot receive "
+        f"its history, which starts midway; run `git fetch --unshallow` in it (or clone without --depth), "
+        "then run again."
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ results
@@ -149,6 +161,10 @@ class Checkout:
         rc = self._git("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128))[0]
         return rc == 0
 
+    def is_shallow(self) -> bool:
+        """True for a clone made with --depth (its history starts at commits whose parents it lacks)."""
+        return self._git("rev-parse", "--is-shallow-repository")[1].strip() == "true"
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         rc = self._git("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1))[0]
         return rc == 0
@@ -192,6 +208,8 @@ class Checkout:
         rc, out, err = self._run(argv, self.path)
         if rc != 0:
             text = f"{out}\n{err}"
+            if "shallow update not allowed" in text:
+                raise ShallowCheckout(shallow_message(self.path, remote, branch))
             if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text:
                 raise PushRejected(
                     f"The git server refused the push because {remote}/{branch} has commits that HEAD lacks; "
@@ -263,11 +281,17 @@ def seed(
         res.msg = f"Would fetch {remote}/{branch} to compare it with HEAD {res.head[:12]}."
         return res
     if verdict == "diverged":
+        if checkout.is_shallow():
+            # A shallow history ends before the common ancestor, so git cannot tell a fork from missing history.
+            raise ShallowCheckout(shallow_message(checkout.path, remote, branch))
         raise DivergedHistory(
             f"{remote}/{branch} ({res.remote_sha_before[:12]}) and HEAD ({res.head[:12]}) have diverged; "
             f"run `git pull --rebase {remote} {branch}` to put your commits on top, then run again."
         )
-    # "missing" or "behind": publish HEAD.
+    # "missing" or "behind": publish HEAD. A shallow history cannot start a branch on a server that has none of
+    # it (git's receive.shallowUpdate is off by default); say so before pushing anything.
+    if verdict == "missing" and checkout.is_shallow():
+        raise ShallowCheckout(shallow_message(checkout.path, remote, branch))
     res.actions.append(f"Push {res.head[:12]} to {remote}/{branch}")
     res.changed = True
     res.remote_sha = res.head

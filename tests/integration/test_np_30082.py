@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cluster as harness  # noqa: E402
 import kind_harness  # noqa: E402
 
+from ansible_collections.filewcount.gitops.plugins.module_utils import git_remote  # noqa: E402
+
 pytestmark = [pytest.mark.integration]
 IN_CLUSTER_URL = "http://git-server.git-server.svc.cluster.local/filewcount.git"
 
@@ -132,6 +134,38 @@ def test_large_push_with_chunked_transfer(applied, checkout):
     # A branch of its own: the module's tests share one server, and main already holds another test's history.
     git(checkout, "push", f"{base}/filewcount.git", "HEAD:refs/heads/large")
     assert git(state / "git" / "filewcount.git", "rev-parse", "refs/heads/large").stdout.strip() == head
+
+
+def test_seeding_from_a_shallow_clone_names_the_fix(applied, checkout, tmp_path):
+    """`git clone --depth 1` of this project, then bootstrap's seed step (git_remote.seed, as module git_seed runs it).
+
+    The server refuses a shallow history ("shallow update not allowed"); the seed says so in one sentence with the
+    fix instead of blaming the git server, pushes nothing, and works once the clone is unshallowed.
+    """
+    base, state = applied["base"], applied["git_root"]
+    (checkout / "second.txt").write_text("second\n")
+    git(checkout, "add", "second.txt")
+    git(checkout, "commit", "--quiet", "-m", "Second commit")
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "--quiet", "--depth", "1", f"file://{checkout}", str(shallow))
+    remote = f"{base}/filewcount.git"
+    bare = state / "git" / "filewcount.git"
+
+    def run(argv, cwd):
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    refused = git(shallow, "push", remote, "HEAD:refs/heads/shallow-raw", check=False)
+    assert "shallow update not allowed" in refused.stderr  # what the server says to a plain push
+    with pytest.raises(git_remote.ShallowCheckout, match=r"shallow clone .* `git fetch --unshallow`"):
+        git_remote.seed(git_remote.Checkout(str(shallow), run), "local", "shallow", url=remote)
+    assert git(bare, "rev-parse", "--verify", "--quiet", "refs/heads/shallow", check=False).returncode != 0
+    git(shallow, "fetch", "--quiet", "--unshallow")
+    res = git_remote.seed(git_remote.Checkout(str(shallow), run), "local", "shallow", url=remote)
+    assert res.changed
+    assert (
+        git(bare, "rev-parse", "refs/heads/shallow").stdout.strip() == git(checkout, "rev-parse", "HEAD").stdout.strip()
+    )
 
 
 def test_unknown_repository_is_404(applied):

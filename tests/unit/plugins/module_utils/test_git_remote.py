@@ -18,6 +18,7 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.git_remote impor
     RemoteMissing,
     RemoteUnreachable,
     Result,
+    ShallowCheckout,
     pull,
     remove,
     seed,
@@ -251,6 +252,55 @@ def test_seed_pushes_head_of_another_branch_to_main(work, server, run):
     sha = commit(work, "f.txt", "f\n", "Feature")
     res = seed(Checkout(str(work), run), "local", "main", url=str(server))
     assert res.changed and server_sha(server) == sha
+
+
+def shallow_clone(work: Path, tmp_path: Path) -> Path:
+    """``git clone --depth 1`` of ``work`` (file:// so that git honours --depth for a local clone)."""
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "--quiet", "--depth", "1", f"file://{work}", str(clone))
+    assert git(clone, "rev-parse", "--is-shallow-repository") == "true"
+    return clone
+
+
+def test_seed_from_a_shallow_clone_names_the_fix_and_pushes_nothing(work, server, tmp_path, run):
+    commit(work, "b.txt", "b\n", "Second commit")
+    clone = shallow_clone(work, tmp_path)
+    with pytest.raises(ShallowCheckout, match=r"is a shallow clone .* run `git fetch --unshallow` in it"):
+        seed(Checkout(str(clone), run), "local", "main", url=str(server))
+    assert server_sha(server) is None
+    assert "push" not in run.subcommands()
+    git(clone, "fetch", "--quiet", "--unshallow")  # what the sentence says to do
+    res = seed(Checkout(str(clone), run), "local", "main", url=str(server))
+    assert res.changed and server_sha(server) == git(work, "rev-parse", "HEAD")
+
+
+def test_seed_from_a_shallow_clone_whose_history_the_server_lacks_midway(work, server, tmp_path, run):
+    seed(Checkout(str(work), run), "local", "main", url=str(server))
+    commit(work, "b.txt", "b\n", "Second commit")
+    commit(work, "c.txt", "c\n", "Third commit")
+    clone = shallow_clone(work, tmp_path)
+    before = server_sha(server)
+    with pytest.raises(ShallowCheckout, match="git fetch --unshallow"):
+        seed(Checkout(str(clone), run), "local", "main", url=str(server))
+    assert server_sha(server) == before
+
+
+def test_seed_from_a_shallow_clone_on_top_of_what_the_server_has(work, server, tmp_path, run):
+    seed(Checkout(str(work), run), "local", "main", url=str(server))
+    clone = shallow_clone(work, tmp_path)
+    sha = commit(clone, "d.txt", "d\n", "Work in the shallow clone")
+    res = seed(Checkout(str(clone), run), "local", "main", url=str(server))
+    assert res.changed and server_sha(server) == sha
+
+
+def test_a_push_refused_as_a_shallow_update_names_the_fix(work, server, tmp_path, run):
+    """The server's own refusal (git's receive.shallowUpdate is off) is translated too, for a push that reaches it."""
+    commit(work, "b.txt", "b\n", "Second commit")
+    clone = shallow_clone(work, tmp_path)
+    checkout = Checkout(str(clone), run)
+    git(clone, "remote", "add", "local", str(server))
+    with pytest.raises(ShallowCheckout, match="git fetch --unshallow"):
+        checkout.push("local", git(clone, "rev-parse", "HEAD"), "main")
 
 
 # ----------------------------------------------------------------------------------------------------- pull
