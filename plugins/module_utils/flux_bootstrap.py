@@ -44,6 +44,13 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
 try:
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    URLLIB3_ERRORS: tuple[type[BaseException], ...] = (Urllib3Error,)
+except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
+    URLLIB3_ERRORS = ()
+
+try:
     from kubernetes import config as k8s_config
     from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
@@ -53,6 +60,9 @@ except ImportError:  # pragma: no cover - reported by KubeApi
     HAS_KUBERNETES = False
 
 NAMESPACE = "flux-system"
+# How long a Kubernetes API call is tried again while the API server cannot be reached, and how often.
+RETRY_SECONDS = 30.0
+RETRY_DELAY = 2.0
 NAME = "flux-system"
 DEFAULT_COMPONENTS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
 EXTRA_COMPONENTS = ("image-reflector-controller", "image-automation-controller", "source-watcher")
@@ -460,9 +470,22 @@ def _not_ready(observed: Observed) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ Kubernetes API
 class KubeApi:
-    """The few API calls the module needs, over the kubernetes client's DynamicClient."""
+    """The few API calls the module needs, over the kubernetes client's DynamicClient.
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None):
+    A call that cannot reach the API server (refused, reset, timed out: the API server restarting, a kind node
+    container coming back) is tried again for ``retry_seconds``; every call here is safe to repeat (reads,
+    server-side apply, merge patches). An answer from the API server (an HTTP status) is never retried.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        retry_seconds: float = RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not HAS_KUBERNETES:  # pragma: no cover - depends on the host
             raise KubeApiError(
                 "The Python library kubernetes is missing; install it in the Python that runs Ansible "
@@ -477,39 +500,58 @@ class KubeApi:
             ) from exc
         self._api_client = api_client
         self._client = None
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def server(self) -> str:
+        return str(getattr(self._api_client.configuration, "host", "") or "the configured server")
 
     @property
     def client(self):
         if self._client is None:
-            try:
-                self._client = DynamicClient(self._api_client)
-            except Exception as exc:
-                raise KubeApiError(
-                    f"Cannot reach the Kubernetes API: {_first_line(exc)}; check that the cluster runs and the "
-                    "kubeconfig points at it."
-                ) from exc
+            self._client = DynamicClient(self._api_client)  # discovery: the first request
         return self._client
 
     def invalidate(self) -> None:
         """Forget discovery (after CRDs were created)."""
         self._client = None
 
+    def _call(self, what: str, func: Callable[[], Any]) -> Any:
+        """``func()``, tried again while the API server cannot be reached; other failures become one sentence."""
+        deadline = self._clock() + self._retry_seconds
+        while True:
+            try:
+                return func()
+            except FluxBootstrapError:
+                raise
+            except Exception as exc:
+                if not _unreachable(exc) or self._clock() >= deadline:
+                    raise _api_error(what, exc, self.server) from exc
+            self._sleep(RETRY_DELAY)
+
     def _resource(self, api_version: str, kind: str):
-        try:
-            return self.client.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            return None
+        def find():
+            try:
+                return self.client.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                return None
+
+        return self._call(f"discover {kind} ({api_version})", find)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         res = self._resource(api_version, kind)
         if res is None:
             return None
-        try:
-            return self.client.get(res, name=name, namespace=namespace).to_dict()
-        except NotFoundError:
-            return None
-        except Exception as exc:
-            raise _api_error(f"read {kind} {namespace + '/' if namespace else ''}{name}", exc) from exc
+
+        def read():
+            try:
+                return self.client.get(res, name=name, namespace=namespace).to_dict()
+            except NotFoundError:
+                return None
+
+        return self._call(f"read {kind} {namespace + '/' if namespace else ''}{name}", read)
 
     def list(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
@@ -517,10 +559,10 @@ class KubeApi:
         res = self._resource(api_version, kind)
         if res is None:
             return []
-        try:
-            result = self.client.get(res, namespace=namespace, label_selector=label_selector).to_dict()
-        except Exception as exc:
-            raise _api_error(f"list {kind}", exc) from exc
+        result = self._call(
+            f"list {kind}",
+            lambda: self.client.get(res, namespace=namespace, label_selector=label_selector).to_dict(),
+        )
         return list(result.get("items") or [])
 
     def apply(self, obj: Mapping[str, Any]) -> dict:
@@ -531,17 +573,17 @@ class KubeApi:
                 f"The API does not serve {obj['kind']} ({obj['apiVersion']}) yet, so the Flux CRDs are not "
                 "established; wait for them (kubectl get crds) and run again."
             )
-        try:
-            return self.client.server_side_apply(
+        return self._call(
+            f"apply {obj['kind']} {meta.get('name')}",
+            lambda: self.client.server_side_apply(
                 res,
                 body=dict(obj),
                 name=meta.get("name"),
                 namespace=meta.get("namespace"),
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
-            ).to_dict()
-        except Exception as exc:
-            raise _api_error(f"apply {obj['kind']} {meta.get('name')}", exc) from exc
+            ).to_dict(),
+        )
 
     def merge_patch(
         self, api_version: str, kind: str, name: str, namespace: str | None, patch: Mapping[str, Any]
@@ -549,12 +591,12 @@ class KubeApi:
         res = self._resource(api_version, kind)
         if res is None:
             raise KubeApiError(f"The API does not serve {kind} ({api_version}); check that Flux is installed.")
-        try:
-            return self.client.patch(
+        return self._call(
+            f"patch {kind} {name}",
+            lambda: self.client.patch(
                 res, body=dict(patch), name=name, namespace=namespace, content_type="application/merge-patch+json"
-            ).to_dict()
-        except Exception as exc:
-            raise _api_error(f"patch {kind} {name}", exc) from exc
+            ).to_dict(),
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -562,7 +604,39 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _api_error(what: str, exc: BaseException) -> FluxBootstrapError:
+# What a connection failure looked like, in words a user can act on (urllib3's own text names its pool
+# objects and retry counters).
+_UNREACHABLE_REASONS = (
+    (("connection refused",), "the connection was refused"),
+    (("timed out", "timeout"), "the connection timed out"),
+    (
+        ("name or service not known", "nodename nor servname", "failed to resolve", "temporary failure in name"),
+        "its host name does not resolve",
+    ),
+    (("certificate verify failed", "certificate_verify_failed"), "its TLS certificate is not trusted"),
+    (
+        ("connection reset", "remotedisconnected", "connection aborted", "broken pipe", "eof occurred"),
+        "the connection was closed",
+    ),
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when no HTTP answer came back (the request never reached the API server, or its answer was lost)."""
+    if getattr(exc, "status", None) is not None:
+        return False
+    return isinstance(exc, (OSError, *URLLIB3_ERRORS))
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__} {exc}".lower()
+    for needles, reason in _UNREACHABLE_REASONS:
+        if any(needle in text for needle in needles):
+            return reason
+    return "no answer came back"
+
+
+def _api_error(what: str, exc: BaseException, server: str = "the configured server") -> FluxBootstrapError:
     status = getattr(exc, "status", None)
     body = getattr(exc, "body", None) or ""
     reason = _first_line(exc)
@@ -577,7 +651,10 @@ def _api_error(what: str, exc: BaseException) -> FluxBootstrapError:
             "context with cluster-admin rights."
         )
     if status is None:
-        return KubeApiError(f"Cannot reach the Kubernetes API to {what}: {reason}; check that the cluster runs.")
+        return KubeApiError(
+            f"Cannot reach the Kubernetes API at {server} to {what} ({_unreachable_reason(exc)}); check that the "
+            "cluster runs (kind get clusters) and that the kubeconfig points at it, then run again."
+        )
     return KubeApiError(f"The Kubernetes API failed to {what} ({status}: {reason}); fix the cause and run again.")
 
 

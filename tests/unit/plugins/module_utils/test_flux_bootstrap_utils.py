@@ -10,9 +10,11 @@ import base64
 import copy
 import hashlib
 import os
+import socket
 import subprocess
 
 import pytest
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from ansible_collections.filewcount.gitops.plugins.module_utils import flux_bootstrap as fb
 
@@ -801,3 +803,98 @@ def test_git_push_failure_is_one_sentence(tmp_path):
         fb.bootstrap_git(run, FakeKube(), "flux", fb.build_desired(params), params)
     assert "missing.git" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+# -------------------------------------------------------------------------------- KubeApi: connection failures
+def _kubeconfig(tmp_path, server: str):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: '{server}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: not-a-secret}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    return str(path)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_an_unreachable_api_server_is_one_sentence_without_urllib3_text(tmp_path):
+    server = f"https://127.0.0.1:{_closed_port()}"
+    clock = _Clock()
+    kube = fb.KubeApi(_kubeconfig(tmp_path, server), retry_seconds=6, clock=clock, sleep=clock.sleep)
+    with pytest.raises(fb.KubeApiError) as err:
+        kube.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "flux-system")
+    msg = str(err.value)
+    assert msg == (
+        f"Cannot reach the Kubernetes API at {server} to discover Kustomization (kustomize.toolkit.fluxcd.io/v1) "
+        "(the connection was refused); check that the cluster runs (kind get clusters) and that the kubeconfig "
+        "points at it, then run again."
+    )
+    assert "Pool" not in msg and "Max retries" not in msg and "\n" not in msg
+    assert clock.sleeps == [fb.RETRY_DELAY] * 3  # tried again until retry_seconds had passed
+
+
+class _Flaky:
+    """A DynamicClient whose first ``failures`` calls find no API server, as while it restarts."""
+
+    def __init__(self, failures: int, error: Exception):
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+        self.resources = self
+
+    def _maybe_fail(self):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+
+    def get(self, res=None, name=None, namespace=None, api_version=None, kind=None, **kwargs):
+        self._maybe_fail()
+        if res is None:
+            return "resource"
+
+        class Answer:
+            @staticmethod
+            def to_dict():
+                return {"metadata": {"name": name, "namespace": namespace}}
+
+        return Answer()
+
+
+def test_a_refused_connection_is_tried_again_until_the_api_server_answers(tmp_path):
+    clock = _Clock()
+    kube = fb.KubeApi(_kubeconfig(tmp_path, "https://127.0.0.1:1"), retry_seconds=30, clock=clock, sleep=clock.sleep)
+    refused = MaxRetryError(None, "/apis", NewConnectionError(None, "[Errno 111] Connection refused"))
+    kube._client = _Flaky(failures=3, error=refused)
+    assert kube.get("v1", "Namespace", "flux-system") == {"metadata": {"name": "flux-system", "namespace": None}}
+    assert clock.sleeps == [fb.RETRY_DELAY] * 3
+
+
+def test_an_answer_from_the_api_server_is_not_tried_again(tmp_path):
+    clock = _Clock()
+    kube = fb.KubeApi(_kubeconfig(tmp_path, "https://127.0.0.1:1"), retry_seconds=30, clock=clock, sleep=clock.sleep)
+    forbidden = Exception("Forbidden")
+    forbidden.status = 403
+    forbidden.body = '{"message": "namespaces is forbidden: User cannot get resource"}'
+    kube._client = _Flaky(failures=1, error=forbidden)
+    with pytest.raises(fb.KubeApiError, match=r"refused to discover Namespace \(v1\) \(403: namespaces is forbidden"):
+        kube.get("v1", "Namespace", "flux-system")
+    assert clock.sleeps == []
