@@ -41,7 +41,12 @@ options:
     type: path
     required: true
   kind_command:
-    description: Name or path of the kind CLI.
+    description:
+      - Name or path of the kind CLI.
+      - With O(state=absent) it may be empty or missing. The module then deletes the cluster as kind's docker
+        provider does, without kind and without the network. It lists the node containers labelled
+        C(io.x-k8s.kind.cluster=<name>) with C(docker ps -a), removes them with C(docker rm -f -v), and drops the
+        C(kind-<name>) entries from O(kubeconfig). When nothing exists it changes nothing.
     type: path
     default: kind
   on_config_change:
@@ -140,6 +145,10 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.kind import (  #
     ensure_absent,
     ensure_present,
 )
+from ansible_collections.filewcount.gitops.plugins.module_utils.kind_docker import (  # noqa: E402
+    DockerNodes,
+    ensure_absent_without_kind,
+)
 
 
 def main():
@@ -159,14 +168,27 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if not shutil.which(p["kind_command"]):
+
+    def run(argv):
+        return module.run_command(list(argv), check_rc=False)
+
+    without_kind = p["state"] == "absent" and not (p["kind_command"] and shutil.which(p["kind_command"]))
+    if not without_kind and not shutil.which(p["kind_command"] or "kind"):
         module.fail_json(
             msg=f"The kind CLI ({p['kind_command']}) was not found: install kind or let the "
             "filewcount.gitops.kind role download it."
         )
-    cli = KindCLI(lambda argv: module.run_command(list(argv), check_rc=False), kind=p["kind_command"])
+    cli = KindCLI(run, kind=p["kind_command"])
     try:
-        if p["state"] == "present":
+        if without_kind:
+            outcome = ensure_absent_without_kind(
+                DockerNodes(run, module.get_bin_path("docker")),
+                p["name"],
+                p["kubeconfig"],
+                check_mode=module.check_mode,
+                clean_user_kubeconfig=p["export_user_kubeconfig"],
+            )
+        elif p["state"] == "present":
             outcome = ensure_present(
                 cli,
                 p["name"],
