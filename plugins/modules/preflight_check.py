@@ -10,11 +10,13 @@ module: preflight_check
 short_description: Check that this host can run the local kind GitOps flow
 description:
   - Runs read-only checks before a kind cluster is created and fails with one sentence per problem, each naming
-    the problem and the fix.
+    the problem and the fix. Advice that should not stop the run (inotify limits below kind's recommendation, a
+    host architecture the filewcount image may not be published for) is a warning, one sentence each.
   - Checks are the docker CLI, the Docker daemon (telling a stopped daemon from a permission problem on its
-    socket), free host ports (a port held by this project's own kind cluster counts as free; another holder
-    is named when it can be found), Linux inotify limits, free disk where Docker keeps images, importable
-    Python libraries, and the inputs of the chosen mode (GITHUB_TOKEN in github mode).
+    socket), the architecture Docker runs (C(docker info), else this machine's), free host ports (a port held by
+    this project's own kind cluster counts as free; another holder is named when it can be found), Linux inotify
+    limits, free disk where Docker keeps images, importable Python libraries, and the inputs of the chosen mode
+    (GITHUB_TOKEN in github mode).
   - Never changes anything.
 version_added: 0.1.0
 author:
@@ -24,8 +26,8 @@ options:
     description: Names of the checks to run.
     type: list
     elements: str
-    choices: [docker_cli, docker_daemon, ports, inotify, disk, python, mode]
-    default: [docker_cli, docker_daemon, ports, inotify, disk, python, mode]
+    choices: [docker_cli, docker_daemon, arch, ports, inotify, disk, python, mode]
+    default: [docker_cli, docker_daemon, arch, ports, inotify, disk, python, mode]
   docker_command:
     description: Name or path of the docker CLI.
     type: str
@@ -62,11 +64,27 @@ options:
     elements: path
     default: []
   inotify_min_watches:
-    description: Minimum C(fs.inotify.max_user_watches) (kind's known issues page recommends 524288).
+    description:
+      - C(fs.inotify.max_user_watches) below this fails.
+      - The default is the lowest a stock Linux kernel sets (8192), enough for this one-node cluster.
+    type: int
+    default: 8192
+  inotify_min_instances:
+    description:
+      - C(fs.inotify.max_user_instances) below this fails.
+      - The default is the stock Linux kernel default (128), enough for this one-node cluster.
+    type: int
+    default: 128
+  inotify_recommended_watches:
+    description:
+      - C(fs.inotify.max_user_watches) below this passes with a warning that gives the sysctl command.
+      - kind's known issues page recommends 524288 against "too many open files" in clusters with many nodes.
     type: int
     default: 524288
-  inotify_min_instances:
-    description: Minimum C(fs.inotify.max_user_instances) (kind's known issues page recommends 512).
+  inotify_recommended_instances:
+    description:
+      - C(fs.inotify.max_user_instances) below this passes with a warning that gives the sysctl command.
+      - kind's known issues page recommends 512 against "too many open files" in clusters with many nodes.
     type: int
     default: 512
   python_modules:
@@ -110,9 +128,15 @@ checks:
       ok: true
       skipped: false
       message: ""
+      warning: ""
       details: {free: [8080], cluster: [8081], other: {}}
 failures:
   description: The one-sentence messages of the failed checks, in order.
+  returned: always
+  type: list
+  elements: str
+advice:
+  description: The one-sentence warnings of the passed checks, in order (also shown as warnings).
   returned: always
   type: list
   elements: str
@@ -138,8 +162,10 @@ def main():
             token_env=dict(type="str", default="GITHUB_TOKEN", no_log=False),
             min_free_disk_gib=dict(type="float", default=6),
             disk_paths=dict(type="list", elements="path", default=[]),
-            inotify_min_watches=dict(type="int", default=524288),
-            inotify_min_instances=dict(type="int", default=512),
+            inotify_min_watches=dict(type="int", default=8192),
+            inotify_min_instances=dict(type="int", default=128),
+            inotify_recommended_watches=dict(type="int", default=524288),
+            inotify_recommended_instances=dict(type="int", default=512),
             python_modules=dict(type="list", elements="str", default=["kubernetes", "yaml", "jsonpatch"]),
         ),
         supports_check_mode=True,
@@ -160,17 +186,23 @@ def main():
             disk_paths=p["disk_paths"],
             inotify_min_watches=p["inotify_min_watches"],
             inotify_min_instances=p["inotify_min_instances"],
+            inotify_recommended_watches=p["inotify_recommended_watches"],
+            inotify_recommended_instances=p["inotify_recommended_instances"],
             python_modules=p["python_modules"],
             token_var=p["token_env"],
             run=run,
         )
     except PreflightError as exc:
-        module.fail_json(msg=f"Preflight could not run: {exc}.", checks=[], failures=[])
+        msg = f"Preflight could not run: {exc}."
+        module.fail_json(msg=msg, checks=[], failures=[msg], advice=[])
     checks = [r.as_dict() for r in results]
     failures = [r.message for r in results if not r.ok]
+    advice = [r.warning for r in results if r.ok and r.warning]
+    for sentence in advice:
+        module.warn(sentence)
     if failures:
-        module.fail_json(msg=" ".join(failures), checks=checks, failures=failures, changed=False)
-    module.exit_json(changed=False, checks=checks, failures=[])
+        module.fail_json(msg=" ".join(failures), checks=checks, failures=failures, advice=advice, changed=False)
+    module.exit_json(changed=False, checks=checks, failures=[], advice=advice)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Real here: the docker CLI with no daemon behind it (this machine has /usr/local/bin/docker and no dockerd), a
 port held by a test server on 127.0.0.1, a missing GITHUB_TOKEN, the kernel's inotify limits read from /proc,
-statvfs, Python imports, and the docker CLI's own "permission denied" on a root-only socket (run as nobody).
-The stand-in docker (tests/harness/bin/docker) is used only to show a port held by this project's own (stand-in)
-kind cluster passes.
+statvfs, Python imports, the docker CLI's own "permission denied" on a root-only socket (run as nobody), and the
+output a newcomer reads (the default callback, as ansible.cfg configures it). The stand-in docker
+(tests/harness/bin/docker) is used to show a port held by this project's own (stand-in) kind cluster passes and
+that the stand-in environment passes every check; a one-file fake docker reports other host architectures.
 """
 
 from __future__ import annotations
@@ -56,6 +57,33 @@ def play(extra_vars: dict, env: dict | None = None, check: bool = False):
                 result = task["hosts"]["localhost"]
     assert result is not None, proc.stdout[-3000:]
     return proc.returncode, result, proc.stdout
+
+
+def play_as_a_newcomer(extra_vars: dict, env: dict) -> tuple[int, str]:
+    """Run the preflight playbook with the callback settings of ansible.cfg; return (rc, what the terminal shows)."""
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_") and k != "GITHUB_TOKEN"}
+    run_env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
+    run_env.update(env)
+    argv = [str(ANSIBLE_PLAYBOOK), str(PLAYBOOK), "-e", json.dumps(extra_vars)]
+    proc = subprocess.run(argv, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def fake_docker(tmp_path: Path, architecture: str) -> Path:
+    """A docker CLI whose daemon answers `version` and reports `architecture` (nothing else) on PATH."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    script = bindir / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$1 $3" in\n'
+        '  "version {{.Server.Version}}") echo 28.2.2 ;;\n'
+        f'  "info {{{{.Architecture}}}}") echo {architecture} ;;\n'
+        '  *) echo "unknown: $*" >&2; exit 125 ;;\n'
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return bindir
 
 
 def free_port() -> int:
@@ -223,34 +251,117 @@ def test_github_mode_without_token_and_with_one():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify limits are checked on Linux only")
-def test_inotify_limits_read_from_the_kernel():
+def test_inotify_with_the_real_defaults_warns_below_kinds_recommendation():
+    """No threshold is lowered: the role's defaults against this kernel's real limits (stock here: 128 instances)."""
     watches = pf.read_sysctl("fs.inotify.max_user_watches")
     instances = pf.read_sysctl("fs.inotify.max_user_instances")
-    # kind's recommendation when this kernel is below it (as on this machine), else just above what it has
-    want_w = 524288 if watches < 524288 else watches + 1
-    want_i = 512 if instances < 512 else instances + 1
+    rc, result, stdout = play({"preflight_checks": ["inotify"]})
+    assert rc == 0, result["failures"]
+    (check,) = result["checks"]
+    short = {
+        key: value
+        for key, value, want in (
+            ("fs.inotify.max_user_watches", watches, 524288),
+            ("fs.inotify.max_user_instances", instances, 512),
+        )
+        if value < want
+    }
+    if not short:
+        assert check["warning"] == "" and result["advice"] == []
+        return
+    assert watches >= 8192 and instances >= 128, "this kernel's limits were lowered below any stock default"
+    cmd = "sudo sysctl " + " ".join(f"{key}={524288 if 'watches' in key else 512}" for key in short)
+    assert check["ok"] and f"`{cmd}`" in check["warning"]
+    assert check["warning"].startswith(" and ".join(f"{key} is {value}" for key, value in short.items()))
+    assert "enough for this one-node kind cluster" in check["warning"]
+    assert result["advice"] == [check["warning"]]
+    assert cmd in stdout  # shown as an Ansible warning too
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify limits are checked on Linux only")
+def test_inotify_below_the_one_node_floor_fails_with_the_command():
+    watches = pf.read_sysctl("fs.inotify.max_user_watches")
+    instances = pf.read_sysctl("fs.inotify.max_user_instances")
+    # a floor just above this kernel's values stands in for a kernel lowered below the stock defaults
+    floor_w, floor_i = watches + 1, instances + 1
+    want_w, want_i = max(524288, floor_w), max(512, floor_i)
     rc, result, _stdout = play(
         {
             "preflight_checks": ["inotify"],
-            "preflight_inotify_min_watches": want_w,
-            "preflight_inotify_min_instances": want_i,
+            "preflight_inotify_min_watches": floor_w,
+            "preflight_inotify_min_instances": floor_i,
         }
     )
     assert rc == 2
     assert result["failures"] == [
         f"fs.inotify.max_user_watches is {watches} and fs.inotify.max_user_instances is {instances}, below the "
-        f'{want_w} and {want_i} that kind\'s known issues page recommends against "too many open files": run '
-        f"`sudo sysctl fs.inotify.max_user_watches={want_w} fs.inotify.max_user_instances={want_i}` (and add the "
-        "same settings to /etc/sysctl.conf to keep them)."
+        f"{floor_w} and {floor_i} that even a one-node kind cluster needs (the lowest a stock Linux kernel sets): "
+        f"run `sudo sysctl fs.inotify.max_user_watches={want_w} fs.inotify.max_user_instances={want_i}` (and add "
+        "the same settings to /etc/sysctl.conf to keep them)."
     ]
-    rc, _result, _stdout = play(
-        {
-            "preflight_checks": ["inotify"],
-            "preflight_inotify_min_watches": watches,
-            "preflight_inotify_min_instances": instances,
-        }
+
+
+def test_the_standin_environment_passes_every_check_with_the_real_defaults(tmp_path):
+    """What molecule/default runs: the stand-in docker, no lowered thresholds (ports chosen free here)."""
+    env = {"PATH": f"{HARNESS_BIN}:{os.environ['PATH']}", "STANDIN_STATE_DIR": str(tmp_path)}
+    rc, result, _stdout = play({"preflight_ports": [free_port()], "preflight_disk_paths": [str(tmp_path)]}, env=env)
+    assert rc == 0, result["failures"]
+    assert [c["name"] for c in result["checks"]] == [
+        "docker_cli",
+        "docker_daemon",
+        "arch",
+        "ports",
+        "inotify",
+        "disk",
+        "python",
+        "mode",
+    ]
+
+
+@pytest.mark.skipif(REAL_DOCKER is None, reason="the docker CLI is not installed on this machine")
+def test_a_newcomer_without_a_docker_daemon_reads_the_sentence_not_a_result_dump(tmp_path):
+    """All checks, the real docker CLI, no daemon: the failure shows the failed checks' sentences only."""
+    endpoint = f"unix://{tmp_path}/docker.sock"
+    rc, shown = play_as_a_newcomer(
+        {"preflight_disk_paths": [str(tmp_path)], "preflight_ports": [free_port()]},
+        env={"DOCKER_HOST": endpoint, "PATH": f"{Path(REAL_DOCKER).parent}:{os.environ['PATH']}"},
     )
-    assert rc == 0
+    assert rc == 2, shown
+    failed = shown[shown.index("fatal: [localhost]: FAILED!") : shown.index("PLAY RECAP")]
+    # only `changed` and `msg`: no checks, details or stderr of the checks that ran
+    for key in ("checks:", "details:", "failures:", "stderr:", "skipped:", '"checks"'):
+        assert key not in shown, shown
+    assert " ".join(failed.split()) == (
+        f"fatal: [localhost]: FAILED! => changed: false msg: 'The Docker daemon is not running or not reachable at "
+        f"{endpoint}: start Docker (`sudo systemctl start docker`, or open Docker Desktop) and run again.'"
+    ), shown
+    assert "ok: [localhost]" in shown[shown.index("TASK [filewcount.gitops.preflight : Check docker") :]
+
+
+@pytest.mark.parametrize(
+    ("architecture", "rc", "expected"),
+    [
+        ("x86_64", 0, None),
+        ("aarch64", 0, "Docker (docker info) reports the aarch64 architecture, and no public source we found says"),
+        ("s390x", 2, "Docker (docker info) reports the s390x architecture, and kind ships pre-built node images for"),
+    ],
+)
+def test_host_architecture_is_reported_before_anything_is_created(tmp_path, architecture, rc, expected):
+    bindir = fake_docker(tmp_path, architecture)
+    got_rc, result, stdout = play(
+        {"preflight_checks": ["docker_cli", "docker_daemon", "arch"]}, env={"PATH": f"{bindir}:{os.environ['PATH']}"}
+    )
+    assert got_rc == rc, stdout[-2000:]
+    arch = next(c for c in result["checks"] if c["name"] == "arch")
+    assert arch["details"]["machine"] == architecture and arch["details"]["source"] == "Docker (docker info)"
+    if expected is None:
+        assert arch["warning"] == "" and result["failures"] == [] and result["advice"] == []
+    elif rc == 0:
+        assert arch["warning"].startswith(expected) and result["advice"] == [arch["warning"]]
+        assert "docker.io/bldrtech/filewcount:1.0 and 2.0" in arch["warning"]
+        assert 'README.md "Host architecture"' in arch["warning"]
+    else:
+        assert result["failures"] == [arch["message"]] and arch["message"].startswith(expected)
 
 
 def test_disk_python_and_check_mode_change_nothing(tmp_path):

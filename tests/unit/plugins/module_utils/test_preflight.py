@@ -208,23 +208,112 @@ def test_ports_reject_non_ports(bad):
         pf.check_ports([bad], "x", run=runner({}), is_free=lambda p: True)
 
 
+RAISE_BOTH = "sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512`"
+
+
 @pytest.mark.parametrize(
-    ("watches", "instances", "ok", "command"),
+    ("watches", "instances", "ok", "warned", "command"),
     [
-        (524288, 512, True, None),
-        (1048576, 8192, True, None),
-        (192536, 128, False, "sudo sysctl fs.inotify.max_user_watches=524288 fs.inotify.max_user_instances=512"),
-        (8192, 512, False, "sudo sysctl fs.inotify.max_user_watches=524288`"),
-        (524288, 128, False, "sudo sysctl fs.inotify.max_user_instances=512`"),
+        (524288, 512, True, False, None),
+        (1048576, 8192, True, False, None),
+        # stock kernels: 128 instances, watches 8192 (before Linux 5.11) or scaled with RAM (this machine: 192536)
+        (192536, 128, True, True, RAISE_BOTH),
+        (60000, 128, True, True, RAISE_BOTH),
+        (8192, 128, True, True, RAISE_BOTH),
+        (8192, 512, True, True, "sudo sysctl fs.inotify.max_user_watches=524288`"),
+        (524288, 128, True, True, "sudo sysctl fs.inotify.max_user_instances=512`"),
+        # lowered by hand below any stock default: too low for even one node
+        (4096, 128, False, False, RAISE_BOTH),
+        (524288, 64, False, False, "sudo sysctl fs.inotify.max_user_instances=512`"),
     ],
 )
-def test_inotify(watches, instances, ok, command):
+def test_inotify_warns_below_kinds_recommendation_and_fails_below_stock_defaults(
+    watches, instances, ok, warned, command
+):
     values = {"fs.inotify.max_user_watches": watches, "fs.inotify.max_user_instances": instances}
     res = pf.check_inotify(platform="linux", read=values.get)
     assert res.ok is ok
+    assert bool(res.warning) is warned
+    text = res.warning or res.message
     if command:
-        assert command in res.message
-        assert "known issues" in res.message and "/etc/sysctl.conf" in res.message
+        assert command in text and "/etc/sysctl.conf" in text
+    else:
+        assert text == ""
+    if warned:
+        assert res.message == ""
+        assert "enough for this one-node kind cluster" in res.warning and "known issues page" in res.warning
+    if not ok:
+        assert "one-node kind cluster needs" in res.message
+
+
+def test_inotify_warning_sentence_for_this_machines_defaults():
+    values = {"fs.inotify.max_user_watches": 192536, "fs.inotify.max_user_instances": 128}
+    res = pf.check_inotify(platform="linux", read=values.get)
+    assert res.as_dict()["warning"] == (
+        "fs.inotify.max_user_watches is 192536 and fs.inotify.max_user_instances is 128: enough for this one-node "
+        "kind cluster, but below the 524288 and 512 that kind's known issues page recommends against \"too many "
+        'open files" in clusters with many nodes; to raise them run `sudo sysctl fs.inotify.max_user_watches=524288 '
+        "fs.inotify.max_user_instances=512` (and add the same settings to /etc/sysctl.conf to keep them)."
+    )
+
+
+def test_inotify_failure_sentence_below_the_floor():
+    values = {"fs.inotify.max_user_watches": 4096, "fs.inotify.max_user_instances": 512}
+    res = pf.check_inotify(platform="linux", read=values.get)
+    assert res.message == (
+        "fs.inotify.max_user_watches is 4096, below the 8192 that even a one-node kind cluster needs (the lowest a "
+        "stock Linux kernel sets): run `sudo sysctl fs.inotify.max_user_watches=524288` (and add the same settings "
+        "to /etc/sysctl.conf to keep them)."
+    )
+
+
+def test_inotify_unreadable_limits_pass():
+    res = pf.check_inotify(platform="linux", read=lambda _k: None)
+    assert res.ok and not res.warning and not res.skipped
+
+
+@pytest.mark.parametrize(
+    ("machine", "ok", "warned", "arch"),
+    [
+        ("x86_64", True, False, "amd64"),
+        ("amd64", True, False, "amd64"),
+        ("aarch64", True, True, "arm64"),
+        ("arm64", True, True, "arm64"),
+        ("s390x", False, False, "s390x"),
+        ("armv7l", False, False, "armv7l"),
+    ],
+)
+def test_arch(machine, ok, warned, arch):
+    res = pf.check_arch(machine, "Docker (docker info)")
+    assert res.ok is ok and bool(res.warning) is warned and res.details["arch"] == arch
+    if warned:
+        assert res.warning.startswith(f"Docker (docker info) reports the {machine} architecture")
+        assert "docker.io/bldrtech/filewcount:1.0 and 2.0" in res.warning and "amd64 (x86_64) host" in res.warning
+    if not ok:
+        assert "kind ships pre-built node images for amd64 and arm64 only" in res.message
+
+
+def test_arch_unknown_is_skipped():
+    assert pf.check_arch("", "This machine (uname)").skipped
+
+
+def test_run_checks_arch_from_docker_info(monkeypatch):
+    monkeypatch.setattr(pf.shutil, "which", lambda _n: "/usr/bin/docker")
+    run = runner({("docker", "version"): (0, "28.2.2\n", ""), ("docker", "info"): (0, "aarch64\n", "")})
+    results = pf.run_checks(["docker_daemon", "arch"], run=run, machine=lambda: "x86_64")
+    arch = next(r for r in results if r.name == "arch")
+    assert arch.details == {"machine": "aarch64", "arch": "arm64", "source": "Docker (docker info)"}
+    assert arch.ok and arch.warning
+    assert ["docker", "info", "--format", "{{.Architecture}}"] in run.calls
+
+
+def test_run_checks_arch_falls_back_to_this_machine_when_docker_is_down(monkeypatch):
+    monkeypatch.setattr(pf.shutil, "which", lambda _n: "/usr/bin/docker")
+    run = runner({("docker", "version"): (1, "", NOT_RUNNING)})
+    results = pf.run_checks(["docker_daemon", "arch"], run=run, machine=lambda: "arm64")
+    arch = next(r for r in results if r.name == "arch")
+    assert arch.details["source"] == "This machine (uname)" and arch.details["arch"] == "arm64" and arch.warning
+    assert not any(call[:2] == ["docker", "info"] for call in run.calls)
 
 
 def test_inotify_skipped_off_linux():
