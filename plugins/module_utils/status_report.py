@@ -131,7 +131,8 @@ def _pod_state(pod: Mapping[str, Any]) -> tuple[str, str, int]:
 def build_report(data: Mapping[str, Any]) -> list[str]:
     """Return the report lines. ``data`` keys (all optional lists of objects unless said otherwise):
 
-    ``context`` (str), ``sources`` (GitRepository/OCIRepository), ``kustomizations``, ``helmreleases``,
+    ``context`` (str), ``sources`` (GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket),
+    ``kustomizations``, ``helmreleases``,
     ``pods`` and ``hpas`` (the application's), ``node_metrics``, ``pod_metrics`` (any namespaces),
     ``metrics_available`` (bool, whether metrics.k8s.io answered), ``events`` (Event objects), ``events_limit``.
     """

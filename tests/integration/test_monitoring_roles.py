@@ -529,21 +529,52 @@ def test_filewcount_failures_name_the_step(synced):
     assert cluster.get("hpa", "filewcount", "filewcount") is not None
 
 
+# A chart repository whose index the harness proxy refuses (it answers 403 for any host but the tree's chart hosts).
+UNREACHABLE_REPOSITORY = {
+    "apiVersion": "source.toolkit.fluxcd.io/v1",
+    "kind": "HelmRepository",
+    "metadata": {"name": "unreachable", "namespace": FLUX_NS},
+    "spec": {"interval": "1m", "url": "https://charts.unreachable.example/"},
+}
+
+
 def test_status_report(synced):
     cluster = synced
     _wait_for_hpa(cluster)  # the HPA may have been re-created by the test before
-    _proc, stats, report, requests = cluster.play(STATUS, status_kubeconfig=cluster.kubeconfig)
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(UNREACHABLE_REPOSITORY))
+    try:
+        failing = wait_until(
+            "source-controller to mark HelmRepository unreachable not Ready",
+            lambda: (
+                _condition(cluster.get("helmrepository", "unreachable", FLUX_NS)).get("status") == "False",
+                _condition(cluster.get("helmrepository", "unreachable", FLUX_NS)),
+            ),
+            120,
+        )
+        _proc, stats, report, requests = cluster.play(STATUS, status_kubeconfig=cluster.kubeconfig)
+    finally:
+        cluster.kubectl("delete", "helmrepository", "unreachable", "-n", FLUX_NS, "--ignore-not-found")
     assert stats["failures"] == 0 and stats["changed"] == 0
     assert requests["writes"] == 0, requests
     msg = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
+    # Every source kind is listed, so the columns of the sources table are as wide as its longest kind and name.
+    git_source = rf"GitRepository +flux-system/flux-system +Ready=True +main@sha1:{cluster.revision[:12]} "
+    assert re.search(git_source, msg), msg
     for needle in (
         "Flux sources",
-        f"GitRepository  flux-system/flux-system  Ready=True  main@sha1:{cluster.revision[:12]}",
         "HelmRelease  monitoring/kube-prometheus-stack  Ready=True  kube-prometheus-stack@88.5.3",
         "Node  filewcount-control-plane",
         "Recent Warning events (newest first)",
     ):
         assert needle in msg, f"{needle!r} not in:\n{msg}"
+    # The tree's chart repositories are Ready; the one whose index cannot be fetched is not, with source-controller's
+    # own message (clipped to the report's width).
+    assert re.search(r"HelmRepository +flux-system/metrics-server +Ready=True +sha256:[0-9a-f]{12} ", msg), msg
+    line = next((row for row in msg.splitlines() if "flux-system/unreachable" in row), None)
+    assert line is not None, f"HelmRepository flux-system/unreachable not in:\n{msg}"
+    assert re.match(r" +HelmRepository +flux-system/unreachable +Ready=False +- +\S", line), line
+    shown = line.split("Ready=False", 1)[1].strip()[1:].strip().removesuffix("...")
+    assert " ".join(failing["message"].split()).startswith(shown), (shown, failing["message"])
     assert re.search(r"HelmRelease +kube-system/metrics-server +Ready=True +metrics-server@3\.13\.1", msg), msg
     hpa = re.search(r"desired \(min 3, max 10\) +CPU (\d+)% of target 70%", msg)
     assert hpa and int(hpa.group(1)) in HPA_PERCENT, msg

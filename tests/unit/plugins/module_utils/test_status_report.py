@@ -194,3 +194,42 @@ def test_hpa_without_metrics_and_suspended_objects():
 )
 def test_short_revision(rev, short):
     assert s.short_revision(rev) == short
+
+
+# What source-controller writes when it cannot fetch a chart repository's index (here the harness proxy refuses it).
+INDEX_FAILURE = (
+    "failed to fetch Helm repository index: failed to cache index to temporary file: failed to fetch "
+    "https://charts.unreachable.example/index.yaml : 403 Forbidden"
+)
+
+
+def test_helm_and_oci_sources_show_ready_and_message():
+    data = _data()
+    data["sources"] += [
+        _flux("HelmRepository", "unreachable", ready="False", message=INDEX_FAILURE),
+        _flux(
+            "HelmRepository",
+            "metrics-server",
+            ns="kube-system",
+            artifact={"revision": "sha256:" + "a" * 64},
+            message="stored artifact: revision 'sha256:" + "a" * 64 + "'",
+        ),
+        _flux("OCIRepository", "podinfo", artifact={"revision": "6.1.6@sha256:" + "b" * 64}, message="stored"),
+        _flux("HelmChart", "kube-system-metrics-server", artifact={"revision": "3.13.1"}, message="pulled"),
+    ]
+    lines = s.build_report(data)
+    sources = lines[lines.index("Flux sources") + 1 : lines.index("Flux Kustomizations")]
+    assert [line.split()[:3] for line in sources] == [
+        ["GitRepository", "flux-system/flux-system", "Ready=True"],
+        ["HelmChart", "flux-system/kube-system-metrics-server", "Ready=True"],
+        ["HelmRepository", "flux-system/unreachable", "Ready=False"],
+        ["HelmRepository", "kube-system/metrics-server", "Ready=True"],
+        ["OCIRepository", "flux-system/podinfo", "Ready=True"],
+    ]
+    failing = " ".join(sources[2].split())
+    assert failing.startswith(
+        "HelmRepository flux-system/unreachable Ready=False - failed to fetch Helm repository index"
+    )
+    assert failing.endswith("...") and len(sources[2].split(" - ", 1)[1].strip()) == s.MESSAGE_WIDTH
+    assert "sha256:aaaaaaaaaaaa" in sources[3] and "a" * 13 not in sources[3]
+    assert "6.1.6@sha256:bbbbbbbbbbbb" in sources[4]
