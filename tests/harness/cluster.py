@@ -887,8 +887,14 @@ def start(
     cluster.root.mkdir(parents=True)
     cluster.root.chmod(0o700)
     cluster.node_labels = dict(node_labels or {})
+    # STANDIN_PROXY_PORT: a port chosen by the caller for the network proxy, so that processes started before the
+    # cluster (an ansible-playbook run that creates it) can be given HTTPS_PROXY for it.
     cluster.ports = {
-        p: free_port()
+        p: (
+            int(os.environ["STANDIN_PROXY_PORT"])
+            if p == "proxy" and os.environ.get("STANDIN_PROXY_PORT")
+            else free_port()
+        )
         for p in (
             "etcd",
             "etcd-peer",

@@ -12,6 +12,8 @@ every program is a host process and kwok runs no pods, so one proxy on 127.0.0.1
 Where a connection goes (`route`):
 - a chart repository host of the tree (chartrepo.REPOSITORIES), port 443: answered here with TLS as that host and
   the packaged charts of ../shared/charts;
+- github.com and api.github.com, port 443: answered here with TLS as that host by the GitHub stand-in
+  (github.py: git smart HTTP and the few REST calls bootstrap makes, over repositories in its own state folder);
 - a Service, by ClusterIP (the harness's service range 127.96.0.0/16) or by DNS name
   (`<name>.<namespace>.svc[.cluster.local]`): to the host process that plays its pods, registered in
   `<cluster>/backends.json` (`"<namespace>/<name>:<port>": "127.0.0.1:<port>"`, written by workloads.py), else, for
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import chartrepo
 import cluster as harness
+import github
 
 # ClusterIPs on the loopback range (the API server's --service-cluster-ip-range): nothing of the harness ever
 # sends traffic to a private-range address, and the router recognises a Service by its address.
@@ -224,6 +227,11 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
             self.serve_charts(host)
             return
+        if port == 443 and host in github.HOSTS:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            self.serve_github(host)
+            return
         upstream = self.open(host, port)
         with upstream:
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -250,6 +258,14 @@ class _Handler(socketserver.StreamRequestHandler):
         except OSError as exc:
             raise Refused(503, f"{host}:{port} routes to {address}:{backend_port}, which refused: {exc}") from exc
 
+    def serve_github(self, host: str) -> None:
+        try:
+            tls = self.server.github_contexts[host].wrap_socket(self.connection, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.server.log(f"TLS with a client for {host} failed: {exc}")
+            return
+        github.serve(tls, self.client_address, self.server, host, github.state_dir(self.server.router.cluster.root))
+
     def serve_charts(self, host: str) -> None:
         try:
             tls = self.server.chart_contexts[host].wrap_socket(self.connection, server_side=True)
@@ -268,6 +284,7 @@ class _Serving:
     router: Router
     repositories: Path
     chart_contexts: dict[str, ssl.SSLContext]
+    github_contexts: dict[str, ssl.SSLContext]
 
     @staticmethod
     def log(message: str) -> None:
@@ -289,11 +306,13 @@ def serve(root: Path, charts: Path) -> list[socketserver.BaseServer]:
     router = Router(root)
     repositories = chartrepo.build(state / "repositories", charts)
     contexts = chartrepo.tls_contexts(state)
+    github_contexts = github.tls_contexts(state / "pki")
     path = socket_path(root)
     path.unlink(missing_ok=True)
     servers = [TCPProxy(("127.0.0.1", router.cluster.ports["proxy"]), _Handler), UnixProxy(str(path), _Handler)]
     for server in servers:
         server.router, server.repositories, server.chart_contexts = router, repositories, contexts
+        server.github_contexts = github_contexts
         threading.Thread(target=server.serve_forever, daemon=True).start()
     path.chmod(0o600)
     return servers

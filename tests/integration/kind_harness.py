@@ -17,10 +17,14 @@ the four controllers answer /readyz.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -35,6 +39,23 @@ import workloads  # noqa: E402
 KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
 FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
 DEFAULT_NAME = "filewcount"
+
+
+@contextlib.contextmanager
+def default_host_ports() -> Iterator[None]:
+    """Hold the default host ports 8080-8082 (gitops_host_ports) for a full bootstrap, one test at a time.
+
+    Tests that run playbooks/bootstrap.yml as a user does publish those ports; under `pytest -n` they would
+    collide. Each takes this exclusive lock (a per-user lock file, released when the test ends or its process dies)
+    around its bootstraps.
+    """
+    path = Path(tempfile.gettempdir()) / f"filewcount-gitops-host-ports-{os.getuid()}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def environment(tmp: Path) -> dict[str, str]:

@@ -33,6 +33,7 @@ HARNESS = ROOT / "tests" / "harness"
 sys.path.insert(0, str(HARNESS))
 import audit  # noqa: E402
 import cluster as harness  # noqa: E402
+import kind_harness  # noqa: E402
 
 HARNESS_VARS = ROOT / "molecule" / "default" / "vars" / "harness.yml"
 RECAP = re.compile(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
@@ -69,8 +70,9 @@ def world(tmp_path):
         "extra": [],
         "kind_state": tmp / "standin" / "kind",
     }
-    yield ctx
-    playbook(ctx, "teardown.yml")
+    with kind_harness.default_host_ports():
+        yield ctx
+        playbook(ctx, "teardown.yml")
     assert not (tmp / "standin" / "kind" / "clusters" / "filewcount").exists(), "teardown left the cluster"
 
 
