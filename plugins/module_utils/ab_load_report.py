@@ -18,6 +18,7 @@ __all__ = [
     "LoadReportError",
     "build_results",
     "hpa_summary",
+    "keep_sampling",
     "render_chart",
     "render_markdown",
     "summarize_sample",
@@ -27,6 +28,10 @@ __all__ = [
 RESULTS_NAME = "results.json"
 MARKDOWN_NAME = "report.md"
 CHART_NAME = "chart.png"
+# After the load, the replicas count as settled only once this many seconds have passed: metrics-server's 15 s
+# resolution plus the HPA's 15 s sync period plus a margin, so a scale-up that the load caused but the HPA has not
+# acted on yet is still seen.
+SETTLE_SECONDS = 45
 
 
 class LoadReportError(Exception):
@@ -77,25 +82,61 @@ def summarize_sample(sample: Mapping) -> dict:
     }
 
 
-def hpa_summary(samples: Sequence[Mapping]) -> dict:
-    """Summarise typed samples: replicas at the start, the most seen, peak CPU and whether the HPA scaled up."""
+def hpa_summary(samples: Sequence[Mapping], load_ended: float | None = None) -> dict:
+    """Summarise typed samples: replicas at the start, the most seen, peak CPU, whether the HPA scaled up and, from
+    the samples taken after the load (``load_ended``, epoch seconds), whether it scaled back down."""
     current = [s["current_replicas"] for s in samples if s["current_replicas"] is not None]
     desired = [s["desired_replicas"] for s in samples if s["desired_replicas"] is not None]
     cpu = [s["cpu_percent"] for s in samples if s["cpu_percent"] is not None]
     initial = current[0] if current else None
     most = max(current + desired) if current or desired else None
+    peak = max(current) if current else None
+    after_peak = current[current.index(peak) :] if current else []
+    after_load = [
+        s["current_replicas"]
+        for s in samples
+        if load_ended is not None and s["time"] >= load_ended and s["current_replicas"] is not None
+    ]
     return {
         "samples": len(samples),
+        "samples_after_load": len(after_load),
         "initial_replicas": initial,
-        "max_current_replicas": max(current) if current else None,
+        "max_current_replicas": peak,
         "max_desired_replicas": max(desired) if desired else None,
+        "final_replicas": current[-1] if current else None,
         "max_cpu_percent": max(cpu) if cpu else None,
         "scaled_up": None if initial is None else most > initial,
+        "scaled_down": None if initial is None else peak > initial and min(after_peak) < peak,
     }
 
 
+def keep_sampling(
+    samples: Sequence[Mapping],
+    load_ended: float,
+    now: float,
+    cooldown: float,
+    settle: float = SETTLE_SECONDS,
+) -> bool:
+    """Whether to take another sample after the load (raw samples as the role collects them, times in epoch s).
+
+    No: once ``cooldown`` seconds have passed since the load ended, when the HPA was not found, or when at least
+    ``settle`` seconds have passed and the last sample has current and desired replicas back at the starting count.
+    """
+    typed = [summarize_sample(sample) for sample in samples or []]
+    current = [s["current_replicas"] for s in typed if s["current_replicas"] is not None]
+    if now - load_ended >= cooldown or not current:
+        return False
+    last = typed[-1]
+    settled = last["current_replicas"] == current[0] and last["desired_replicas"] in (None, current[0])
+    return not (now - load_ended >= settle and settled)
+
+
 def build_results(
-    load_test: Mapping, samples: Sequence[Mapping], url: str | None = None, started: str | None = None
+    load_test: Mapping,
+    samples: Sequence[Mapping],
+    url: str | None = None,
+    started: str | None = None,
+    load_ended: float | None = None,
 ) -> dict:
     """Combine the registered result of ``ab_load_test`` with the typed samples into the results document."""
     if not isinstance(load_test, Mapping) or not isinstance(load_test.get("report"), Mapping):
@@ -113,13 +154,14 @@ def build_results(
     return {
         "url": url,
         "started": started,
+        "load_ended_offset_s": None if start is None or load_ended is None else round(load_ended - start, 3),
         "cmd": list(load_test.get("cmd") or []),
         "passed": load_test.get("passed"),
         "broken_thresholds": list(load_test.get("broken_thresholds") or []),
         "report": dict(load_test["report"]),
         "percentages_ms": load_test.get("percentages_ms"),
         "timeline": timeline,
-        "hpa": hpa_summary(typed),
+        "hpa": hpa_summary(typed, load_ended),
         "samples": typed,
     }
 
@@ -175,6 +217,10 @@ def render_markdown(results: Mapping) -> str:
             f"most desired: {_cell(hpa['max_desired_replicas'])}",
             f"- Peak CPU (percent of request): {_cell(hpa['max_cpu_percent'])}",
             f"- Scaled up: {_cell(hpa['scaled_up'])}",
+            f"- Sampled after the load: {_cell(hpa.get('samples_after_load'))} samples, from "
+            f"{_cell(results.get('load_ended_offset_s'))} s on",
+            f"- Replicas at the end: {_cell(hpa.get('final_replicas'))}; "
+            f"scaled back down: {_cell(hpa.get('scaled_down'))}",
         ]
     else:
         lines.append("The HPA was not sampled during this run.")
@@ -258,6 +304,8 @@ def render_chart(results: Mapping, title: str = "Load test") -> bytes:
         _replica_panel(ax_rep, samples, MaxNLocator(integer=True))
         for axis in (ax_rps, ax_lat, ax_rep):
             axis.grid(True, alpha=0.3)
+            if results.get("load_ended_offset_s") is not None:
+                axis.axvline(results["load_ended_offset_s"], color="grey", linestyle="-.", linewidth=1)
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})

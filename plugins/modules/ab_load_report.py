@@ -40,6 +40,11 @@ options:
   started:
     description: When the run started (any text, for example an ISO 8601 time), for the report.
     type: str
+  load_ended:
+    description:
+      - When ab finished, in epoch seconds. Samples from then on show how the autoscaler scaled back down; the
+        report and the chart mark the moment.
+    type: float
   title:
     description: Title of the chart.
     type: str
@@ -83,8 +88,8 @@ files:
     chart.png: /tmp/load-tests/20261124T092000Z/chart.png
 hpa:
   description:
-    - C(samples), C(initial_replicas), C(max_current_replicas), C(max_desired_replicas), C(max_cpu_percent) and
-      C(scaled_up) (V(null) without samples).
+    - C(samples), C(samples_after_load), C(initial_replicas), C(max_current_replicas), C(max_desired_replicas),
+      C(final_replicas), C(max_cpu_percent), C(scaled_up) and C(scaled_down) (V(null) without samples).
   returned: always
   type: dict
 """
@@ -106,6 +111,7 @@ def main():
             "samples": {"type": "list", "elements": "dict", "default": []},
             "url": {"type": "str"},
             "started": {"type": "str"},
+            "load_ended": {"type": "float"},
             "title": {"type": "str", "default": "Load test"},
             "chart": {"type": "bool", "default": True},
         },
@@ -113,7 +119,9 @@ def main():
     )
     params = module.params
     try:
-        results = build_results(params["load_test"], params["samples"], params["url"], params["started"])
+        results = build_results(
+            params["load_test"], params["samples"], params["url"], params["started"], params["load_ended"]
+        )
         written = write_report(
             params["dest"], results, chart=params["chart"], title=params["title"], check_mode=module.check_mode
         )

@@ -11,6 +11,7 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.ab_load_report i
     LoadReportError,
     build_results,
     hpa_summary,
+    keep_sampling,
     render_chart,
     render_markdown,
     summarize_sample,
@@ -107,13 +108,68 @@ def test_build_results_sorts_samples_and_aligns_them_with_the_run():
     assert [s["offset_s"] for s in results["samples"]] == [-1.0, 6.0, 12.0]
     assert results["hpa"] == {
         "samples": 3,
+        "samples_after_load": 0,
         "initial_replicas": 3,
         "max_current_replicas": 6,
         "max_desired_replicas": 6,
+        "final_replicas": 6,
         "max_cpu_percent": 150,
         "scaled_up": True,
+        "scaled_down": False,
     }
+    assert results["load_ended_offset_s"] is None
     json.dumps(results)
+
+
+def test_samples_after_the_load_show_the_scale_down():
+    run = load_test()
+    start = run["timeline"]["start_epoch_s"]
+    after = [
+        {"time": start + 340, "hpa_status": hpa_status(6, 4, 2), "pods_total": 6, "pods_running": 6},
+        {"time": start + 400, "hpa_status": hpa_status(4, 3, 2), "pods_total": 4, "pods_running": 4},
+        {"time": start + 460, "hpa_status": hpa_status(3, 3, 2), "pods_total": 3, "pods_running": 3},
+    ]
+    results = build_results(run, samples_around(start) + after, load_ended=start + 20)
+    assert results["load_ended_offset_s"] == 20
+    hpa = results["hpa"]
+    assert (hpa["samples_after_load"], hpa["final_replicas"], hpa["scaled_up"], hpa["scaled_down"]) == (
+        3,
+        3,
+        True,
+        True,
+    )
+    text = render_markdown(results)
+    assert "- Sampled after the load: 3 samples, from 20 s on" in text
+    assert "- Replicas at the end: 3; scaled back down: True" in text
+    assert render_chart(results).startswith(PNG_SIGNATURE)
+
+
+def _raw(times_and_replicas):
+    return [{"time": t, "hpa_status": hpa_status(c, d)} for t, c, d in times_and_replicas]
+
+
+@pytest.mark.parametrize(
+    ("samples", "now", "keep"),
+    [
+        # Still scaled up a minute after the load: keep sampling.
+        (_raw([(0, 3, 3), (100, 7, 10), (160, 10, 10)]), 160, True),
+        # Back at the start, but too soon after the load to rule out a late scale-up.
+        (_raw([(0, 3, 3), (130, 3, 3)]), 130, True),
+        # Back at the start after the settle time: done.
+        (_raw([(0, 3, 3), (100, 10, 10), (500, 3, 3)]), 500, False),
+        # Never scaled up, and the settle time is over: done.
+        (_raw([(0, 3, 3), (170, 3, 3)]), 170, False),
+        # Current back at the start but the HPA still wants more: keep sampling.
+        (_raw([(0, 3, 3), (170, 3, 5)]), 170, True),
+        # The cooldown is over, whatever the replicas.
+        (_raw([(0, 3, 3), (100, 10, 10), (660, 8, 6)]), 660, False),
+        # No HPA was found: nothing to watch.
+        ([{"time": 0, "hpa_status": {}}, {"time": 130, "hpa_status": {}}], 130, False),
+    ],
+)
+def test_keep_sampling_after_the_load(samples, now, keep):
+    # The load ended at 120 s; a 540 s cooldown; settled from 45 s after the load on.
+    assert keep_sampling(samples, 120.0, float(now), 540.0) is keep
 
 
 def test_build_results_needs_a_report():
