@@ -53,6 +53,10 @@ class DivergedHistory(GitRemoteError):
     pass
 
 
+class UnrelatedHistory(DivergedHistory):
+    """The remote branch and HEAD have no commit in common (for example a repository made with a README)."""
+
+
 class PushRejected(GitRemoteError):
     pass
 
@@ -164,6 +168,10 @@ class Checkout:
     def is_shallow(self) -> bool:
         """True for a clone made with --depth (its history starts at commits whose parents it lacks)."""
         return self._git("rev-parse", "--is-shallow-repository")[1].strip() == "true"
+
+    def shares_history(self, one: str, other: str) -> bool:
+        """True when the two commits have a common ancestor (git merge-base finds one)."""
+        return self._git("merge-base", one, other, ok=(0, 1))[0] == 0
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         rc = self._git("merge-base", "--is-ancestor", ancestor, descendant, ok=(0, 1))[0]
@@ -284,6 +292,13 @@ def seed(
         if checkout.is_shallow():
             # A shallow history ends before the common ancestor, so git cannot tell a fork from missing history.
             raise ShallowCheckout(shallow_message(checkout.path, remote, branch))
+        if not checkout.shares_history(res.head, res.remote_sha_before):
+            raise UnrelatedHistory(
+                f"{remote}/{branch} ({res.remote_sha_before[:12]}) shares no history with this checkout "
+                f"({res.head[:12]}), so nothing was pushed; use an empty or new repository, or merge it first with "
+                f"`git fetch {remote} {branch} && git merge --allow-unrelated-histories {remote}/{branch}`, "
+                "then run again."
+            )
         raise DivergedHistory(
             f"{remote}/{branch} ({res.remote_sha_before[:12]}) and HEAD ({res.head[:12]}) have diverged; "
             f"run `git pull --rebase {remote} {branch}` to put your commits on top, then run again."

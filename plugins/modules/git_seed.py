@@ -52,6 +52,12 @@ options:
         published (used by C(make sync), where unpublished edits would be a surprise).
     type: bool
     default: false
+  token:
+    description:
+      - HTTPS password for the remote, for example a GitHub personal access token (github mode).
+      - Git gets it from a credential helper given on its command line that reads it from an environment variable
+        of the git process; it is never in argv, in the remote's URL, in C(.git/config) or in a credential store.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -144,6 +150,10 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.git_remote impor
     remove,
     seed,
 )
+from ansible_collections.filewcount.gitops.plugins.module_utils.github_repository import (  # noqa: E402
+    TOKEN_ENV,
+    with_credentials,
+)
 
 
 def main():
@@ -155,14 +165,20 @@ def main():
             branch=dict(type="str", default="main"),
             state=dict(type="str", choices=["seeded", "pulled", "absent"], default="seeded"),
             require_clean=dict(type="bool", default=False),
+            token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
     git = module.get_bin_path("git", required=True)
 
+    environ = dict(GIT_ENV)
+    if p["token"]:
+        environ[TOKEN_ENV] = p["token"]
+
     def run(argv, cwd):
-        return module.run_command(list(argv), cwd=cwd, environ_update=dict(GIT_ENV), check_rc=False)
+        argv = with_credentials(list(argv)) if p["token"] else list(argv)
+        return module.run_command(argv, cwd=cwd, environ_update=environ, check_rc=False)
 
     checkout = Checkout(p["path"], run, git=git)
     try:

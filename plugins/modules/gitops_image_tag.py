@@ -60,6 +60,12 @@ options:
       - Commit author e-mail. Without it the user's git identity is used; when git has none, the commit is made
         as C(filewcount-gitops@localhost).
     type: str
+  token:
+    description:
+      - HTTPS password for O(remote), for example a GitHub personal access token (github mode). Git gets it from a
+        credential helper on its command line that reads an environment variable; never from argv, the remote's
+        URL or C(.git/config).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -123,6 +129,10 @@ message:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
+from ansible_collections.filewcount.gitops.plugins.module_utils.github_repository import (  # noqa: E402
+    TOKEN_ENV,
+    with_credentials,
+)
 from ansible_collections.filewcount.gitops.plugins.module_utils.gitops_image import (  # noqa: E402
     DEFAULT_TAG_PATTERN,
     Git,
@@ -144,14 +154,20 @@ def main():
             commit_message=dict(type="str"),
             author_name=dict(type="str"),
             author_email=dict(type="str"),
+            token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     params = module.params
     identity = {k: v for k, v in (("user.name", params["author_name"]), ("user.email", params["author_email"])) if v}
 
+    environ = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    if params["token"]:
+        environ[TOKEN_ENV] = params["token"]
+
     def run(argv, cwd):
-        return module.run_command(list(argv), cwd=cwd, environ_update={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+        argv = with_credentials(list(argv)) if params["token"] else list(argv)
+        return module.run_command(argv, cwd=cwd, environ_update=environ)
 
     try:
         result = upgrade(

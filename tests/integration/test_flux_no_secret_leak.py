@@ -92,6 +92,8 @@ PLAYBOOK = """\
         flux_timeout: 5m
         flux_github_owner: octo
         flux_github_repository: fleet
+        # The flux_bootstrap module alone (test_github_mode.py covers publishing the checkout to the repository).
+        flux_github_publish: false
         flux_git_url: http://git-server.git-server.svc.cluster.local/filewcount.git
         flux_git_push_url: "{{ push_url }}"
         flux_git_username: "{{ 'flux' if mode == 'local' else '' }}"

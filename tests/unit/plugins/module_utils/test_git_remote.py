@@ -19,6 +19,7 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.git_remote impor
     RemoteUnreachable,
     Result,
     ShallowCheckout,
+    UnrelatedHistory,
     pull,
     remove,
     seed,
@@ -405,3 +406,17 @@ def test_remove_outside_a_repository_is_a_no_op(tmp_path, git_env, run):
 def test_diff_renders_remote_and_branch(url_before, sha_before, expected_before):
     res = Result(remote_url_before=url_before, remote_sha_before=sha_before, remote_url="u", remote_sha="s")
     assert res.diff("local", "main") == {"before": expected_before, "after": "remote local: u\nlocal/main: s\n"}
+
+
+def test_seed_refuses_a_branch_with_unrelated_history_and_loses_nothing(work, server, tmp_path, run):
+    # A repository created with a README on GitHub: its main shares no commit with the checkout.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    git(other, "init", "--quiet", "-b", "main")
+    theirs = commit(other, "README.md", "theirs\n", "Initial commit on GitHub")
+    git(other, "push", "--quiet", str(server), "HEAD:refs/heads/main")
+    head = git(work, "rev-parse", "HEAD")
+    with pytest.raises(UnrelatedHistory, match=r"shares no history with this checkout.*--allow-unrelated-histories"):
+        seed(Checkout(str(work), run), "github", "main", url=str(server))
+    assert server_sha(server) == theirs
+    assert git(work, "rev-parse", "HEAD") == head

@@ -101,7 +101,7 @@ def test_warning_for_uncommitted_changes_is_returned(repos, capsys):
 
 def test_the_documentation_is_valid_yaml_and_matches_the_argument_spec():
     doc = yaml.safe_load(git_seed.DOCUMENTATION)
-    assert set(doc["options"]) == {"path", "remote", "url", "branch", "state", "require_clean"}
+    assert set(doc["options"]) == {"path", "remote", "url", "branch", "state", "require_clean", "token"}
     assert set(doc["attributes"]) == {"check_mode", "diff_mode", "idempotent"}
     yaml.safe_load(git_seed.EXAMPLES)
     yaml.safe_load(git_seed.RETURN)
