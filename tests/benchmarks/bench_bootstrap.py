@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,16 +24,18 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HARNESS_VARS = REPO / "molecule" / "default" / "vars" / "harness.yml"
+
 sys.path.insert(0, str(REPO / "tests" / "harness"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
 import audit  # noqa: E402
+import kind_harness  # noqa: E402
 
 
 def _playbook(name: str, env: dict, log: Path, *extra: str) -> tuple[int, float, str]:
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         f"playbooks/{name}",
-        f"--extra-vars=@{HARNESS_VARS}",
+        f"--extra-vars=@{kind_harness.HARNESS_VARS}",
         *extra,
     ]
     start = time.monotonic()
@@ -83,21 +84,8 @@ def main() -> int:
     standin = workdir / "standin"
     # Like molecule/default's prepare: seed the git server from a clone of the committed project, so the
     # benchmark never adds a remote to (or fast-forwards) the developer's checkout.
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(workdir / "checkout")], check=True)
-    env = dict(
-        os.environ,
-        MOLECULE_EPHEMERAL_DIRECTORY=str(workdir),
-        STANDIN_STATE_DIR=str(standin),
-        FILEWCOUNT_STATE_DIR=str(workdir / "state"),
-        FILEWCOUNT_CACHE_DIR=str(workdir / "cache"),
-        ANSIBLE_NOCOLOR="true",
-        ANSIBLE_FORCE_COLOR="false",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        PATH=os.pathsep.join(
-            [str(REPO / "tests" / "harness" / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-        ),
-    )
-    env.pop("STANDIN_API_SERVER", None)  # the stand-in kind's process backend: the real harness
+    kind_harness.clone_checkout(workdir)
+    env = kind_harness.bootstrap_environment(workdir)
     audit_log = standin / "kind" / "clusters" / "filewcount" / "logs" / "audit.log"
     results = []
     try:

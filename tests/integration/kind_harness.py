@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,9 @@ import workloads  # noqa: E402
 KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
 FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
 DEFAULT_NAME = "filewcount"
+# Extra vars of every playbook run on the harness as a user runs it (molecule/default uses the same file).
+HARNESS_VARS = ROOT / "molecule" / "default" / "vars" / "harness.yml"
+RECAP = re.compile(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
 
 
 @contextlib.contextmanager
@@ -70,6 +74,41 @@ def environment(tmp: Path) -> dict[str, str]:
     env.pop("STANDIN_API_SERVER", None)
     env.pop("KUBECONFIG", None)
     return env
+
+
+def bootstrap_environment(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for the project's playbooks run as a user runs them, the stand-in kind creating the cluster.
+
+    Everything the run writes stays under tmp: the harness cluster (standin/), the product's state and cache
+    directories, and the git server's seed, which harness.yml takes from <tmp>/checkout (see
+    :func:`clone_checkout`). No GITHUB_TOKEN unless given in ``extra``, which is added last.
+    """
+    env = environment(tmp)
+    env.update(
+        MOLECULE_EPHEMERAL_DIRECTORY=str(tmp),
+        FILEWCOUNT_STATE_DIR=str(tmp / "state"),
+        FILEWCOUNT_CACHE_DIR=str(tmp / "cache"),
+        ANSIBLE_NOCOLOR="true",
+        ANSIBLE_FORCE_COLOR="false",
+    )
+    env.pop("GITHUB_TOKEN", None)
+    env.update(extra)
+    return env
+
+
+def clone_checkout(tmp: Path) -> Path:
+    """<tmp>/checkout: a clone of this repository that playbooks may push from, add remotes to and fast-forward."""
+    checkout = tmp / "checkout"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(checkout)], check=True)
+    return checkout
+
+
+def recap(proc: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(changed, failed) of the last play recap of an ansible-playbook run."""
+    found = RECAP.findall(proc.stdout)
+    assert found, f"no play recap in:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    changed, failed = found[-1]
+    return int(changed), int(failed)
 
 
 def create(tmp: Path, node_ports: tuple[int, ...] = (), name: str = DEFAULT_NAME, env: dict | None = None) -> dict:

@@ -22,8 +22,6 @@ a user needs none of this.
 from __future__ import annotations
 
 import json
-import os
-import re
 import secrets
 import subprocess
 import sys
@@ -42,8 +40,6 @@ import cluster as harness  # noqa: E402
 import github  # noqa: E402
 import kind_harness  # noqa: E402
 
-HARNESS_VARS = ROOT / "molecule" / "default" / "vars" / "harness.yml"
-RECAP = re.compile(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
 OWNER = "octo-user"
 ORG = "octo-org"
 REPOSITORY = "filewcount-gitops"
@@ -57,8 +53,7 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def world(tmp_path):
     tmp = tmp_path
-    checkout = tmp / "checkout"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(checkout)], check=True)
+    checkout = kind_harness.clone_checkout(tmp)
     git(checkout, "config", "user.name", "Test User")
     git(checkout, "config", "user.email", "test@example.com")
     token = "ghp_standin" + secrets.token_hex(16)
@@ -67,19 +62,10 @@ def world(tmp_path):
     kind_state = tmp / "standin" / "kind"
     ca = kind_state / "clusters" / "filewcount" / "charts" / "pki" / "ca.crt"
     proxy = f"http://127.0.0.1:{harness.free_port()}"
-    env = dict(
-        os.environ,
-        MOLECULE_EPHEMERAL_DIRECTORY=str(tmp),
-        STANDIN_STATE_DIR=str(tmp / "standin"),
+    env = kind_harness.bootstrap_environment(
+        tmp,
         STANDIN_GITHUB_DIR=str(github_dir),
         STANDIN_PROXY_PORT=proxy.rsplit(":", 1)[1],
-        FILEWCOUNT_STATE_DIR=str(tmp / "state"),
-        FILEWCOUNT_CACHE_DIR=str(tmp / "cache"),
-        FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()),
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="true",
-        ANSIBLE_FORCE_COLOR="false",
-        PATH=os.pathsep.join([str(HARNESS / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         # This machine behind a proxy: the harness network plays the internet (and GitHub) for it.
         HTTPS_PROXY=proxy,
         https_proxy=proxy,
@@ -89,7 +75,7 @@ def world(tmp_path):
         GIT_SSL_CAINFO=str(ca),
         GITHUB_TOKEN=token,
     )
-    for variable in ("STANDIN_API_SERVER", "KUBECONFIG", "HTTP_PROXY", "http_proxy"):
+    for variable in ("HTTP_PROXY", "http_proxy"):
         env.pop(variable, None)
     ctx = {
         "tmp": tmp,
@@ -111,7 +97,7 @@ def playbook(ctx: dict, name: str, *extra: str, overrides: dict | None = None) -
     argv = [
         str(Path(sys.executable).parent / "ansible-playbook"),
         f"playbooks/{name}",
-        f"--extra-vars=@{HARNESS_VARS}",
+        f"--extra-vars=@{kind_harness.HARNESS_VARS}",
         "--extra-vars",
         json.dumps(
             {
@@ -131,13 +117,6 @@ def playbook(ctx: dict, name: str, *extra: str, overrides: dict | None = None) -
     proc = subprocess.run(argv, cwd=ROOT, env=ctx["env"], capture_output=True, text=True, timeout=1800, check=False)
     ctx["outputs"].append(proc.stdout + proc.stderr)
     return proc
-
-
-def recap(proc: subprocess.CompletedProcess) -> tuple[int, int]:
-    found = RECAP.findall(proc.stdout)
-    assert found, f"no play recap in:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    changed, failed = found[-1]
-    return int(changed), int(failed)
 
 
 def bare(ctx: dict, *args: str) -> str:
@@ -166,7 +145,7 @@ def test_github_mode_converges_then_syncs_and_upgrades(world):
 
     first = playbook(world, "bootstrap.yml")
     assert first.returncode == 0, f"github mode did not converge:\n{first.stdout[-6000:]}\n{first.stderr[-2000:]}"
-    assert recap(first)[1] == 0
+    assert kind_harness.recap(first)[1] == 0
 
     # The repository was created private, holds this tree with Flux's commit on top, and the checkout has that commit.
     assert json.loads((world["bare"] / "standin.json").read_text())["private"] is True
@@ -193,7 +172,7 @@ def test_github_mode_converges_then_syncs_and_upgrades(world):
     second = playbook(world, "bootstrap.yml")
     counted = audit.count(state.audit_log, since)
     assert second.returncode == 0, second.stdout[-4000:]
-    assert recap(second) == (0, 0), second.stdout[-4000:]
+    assert kind_harness.recap(second) == (0, 0), second.stdout[-4000:]
     assert counted["requests"] > 0 and counted["writes"] == 0, counted
 
     # make sync: a new commit reaches the repository through the remote `github` and Flux applies it.

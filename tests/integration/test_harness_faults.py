@@ -15,8 +15,6 @@ each is followed by a re-run that must converge and lose nothing:
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -35,8 +33,6 @@ import audit  # noqa: E402
 import cluster as harness  # noqa: E402
 import kind_harness  # noqa: E402
 
-HARNESS_VARS = ROOT / "molecule" / "default" / "vars" / "harness.yml"
-RECAP = re.compile(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
 METRICS_SERVER_RELEASE = Path("kube/infrastructure/controllers/metrics-server/helmrelease.yaml")
 
 
@@ -47,22 +43,8 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def world(tmp_path):
     tmp = tmp_path
-    checkout = tmp / "checkout"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(checkout)], check=True)
-    env = dict(
-        os.environ,
-        MOLECULE_EPHEMERAL_DIRECTORY=str(tmp),  # harness.yml seeds the git server from <this>/checkout
-        STANDIN_STATE_DIR=str(tmp / "standin"),
-        FILEWCOUNT_STATE_DIR=str(tmp / "state"),
-        FILEWCOUNT_CACHE_DIR=str(tmp / "cache"),
-        FILEWCOUNT_TESTBIN_DIR=str(harness.testbin_dir()),
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="true",
-        ANSIBLE_FORCE_COLOR="false",
-        PATH=os.pathsep.join([str(HARNESS / "bin"), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    )
-    for variable in ("STANDIN_API_SERVER", "KUBECONFIG", "GITHUB_TOKEN"):
-        env.pop(variable, None)
+    checkout = kind_harness.clone_checkout(tmp)
+    env = kind_harness.bootstrap_environment(tmp)
     ctx = {
         "tmp": tmp,
         "env": env,
@@ -80,7 +62,7 @@ def argv(ctx: dict, name: str, *extra: str) -> list[str]:
     return [
         str(Path(sys.executable).parent / "ansible-playbook"),
         f"playbooks/{name}",
-        f"--extra-vars=@{HARNESS_VARS}",
+        f"--extra-vars=@{kind_harness.HARNESS_VARS}",
         *ctx["extra"],
         *extra,
     ]
@@ -90,13 +72,6 @@ def playbook(ctx: dict, name: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         argv(ctx, name, *extra), cwd=ROOT, env=ctx["env"], capture_output=True, text=True, timeout=1800, check=False
     )
-
-
-def recap(proc: subprocess.CompletedProcess) -> tuple[int, int]:
-    found = RECAP.findall(proc.stdout)
-    assert found, f"no play recap in:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    changed, failed = found[-1]
-    return int(changed), int(failed)
 
 
 def cluster(ctx: dict) -> harness.Cluster:
@@ -159,14 +134,14 @@ def test_api_server_outage_mid_bootstrap_then_rerun_converges(world):
 
     rerun = playbook(world, "bootstrap.yml")
     assert rerun.returncode == 0, f"the re-run after the outage did not converge:\n{rerun.stdout[-4000:]}"
-    assert recap(rerun)[1] == 0
+    assert kind_harness.recap(rerun)[1] == 0
 
     state = cluster(world)
     since = audit.mark(state.audit_log)
     third = playbook(world, "bootstrap.yml")
     counted = audit.count(state.audit_log, since)
     assert third.returncode == 0, third.stdout[-3000:]
-    assert recap(third) == (0, 0), third.stdout[-3000:]
+    assert kind_harness.recap(third) == (0, 0), third.stdout[-3000:]
     assert counted["requests"] > 0 and counted["writes"] == 0, counted
     # Nothing was lost: the tree is applied, filewcount runs as the tree says.
     kubeconfig = state.components_kubeconfig
