@@ -879,10 +879,37 @@ def start(
 ) -> Cluster:
     """Start the cluster (or return the running one). kubelet=False registers the node but runs no kwok and no
     metrics-server, so the node never turns Ready: a node whose kubelet never reports. metrics_api=False leaves
-    v1beta1.metrics.k8s.io to whatever installs it (the metrics-server chart)."""
+    v1beta1.metrics.k8s.io to whatever installs it (the metrics-server chart).
+
+    A start that fails is made once more from scratch, with new ports, and says so on stderr: the ports are picked
+    free (free_port) and bound by the programs a moment later, and in between another process on this machine (an
+    outgoing connection takes an ephemeral port from the same range) may take one; and on a busy 2-core machine a
+    program may miss its readiness deadline once. A second failure is raised."""
     cluster = Cluster.at(state_dir, name)
     if cluster.load() and all(_alive(p) for p in cluster.pids.values()):
         return cluster
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_once(state_dir, name, node_labels, kubelet=kubelet, metrics_api=metrics_api)
+        except HarnessError as exc:
+            if attempt == START_ATTEMPTS:
+                raise
+            print(f"harness: cluster {name} did not start ({exc}); starting it again", file=sys.stderr)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+START_ATTEMPTS = 2
+
+
+def _start_once(
+    state_dir: str | Path,
+    name: str,
+    node_labels: dict[str, str] | None,
+    *,
+    kubelet: bool,
+    metrics_api: bool,
+) -> Cluster:
+    cluster = Cluster.at(state_dir, name)
     stop(state_dir, name)
     cluster.root.mkdir(parents=True)
     cluster.root.chmod(0o700)

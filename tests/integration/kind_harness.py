@@ -124,7 +124,8 @@ def create(tmp: Path, node_ports: tuple[int, ...] = (), name: str = DEFAULT_NAME
     )
     kubeconfig = tmp / "kubeconfig"
     create_argv = [*KIND, "create", "cluster", "--name", name, "--config", str(config), "--kubeconfig", str(kubeconfig)]
-    subprocess.run(create_argv, env=env, check=True, capture_output=True, text=True)
+    proc = subprocess.run(create_argv, env=env, check=False, capture_output=True, text=True)
+    assert proc.returncode == 0, f"kind create cluster failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     state = harness.Cluster.at(Path(env["STANDIN_STATE_DIR"]) / "kind", name)
     assert state.load(), f"kind create cluster left no harness cluster at {state.root}"
     return {
