@@ -102,26 +102,25 @@ def test_nothing_exists_no_kind_no_network_is_a_no_op(world):
     assert (changed, failed) == (0, 0), proc.stdout[-3000:]
 
 
+def assert_deleted_offline_then_unchanged(world: dict, ctx: dict) -> None:
+    """Teardown deletes the cluster and its kubeconfig without downloading anything; a second run changes nothing."""
+    changed, failed, proc = teardown(world)
+    assert failed == 0 and changed > 0, proc.stdout[-3000:]
+    assert gone(ctx)
+    assert not (world["tmp"] / "state" / "kubeconfig").exists()
+    assert not (world["tmp"] / "cache" / "bin").exists()
+    changed, failed, proc = teardown(world)
+    assert (changed, failed) == (0, 0), proc.stdout[-3000:]
+
+
 def test_existing_cluster_is_deleted_with_any_kind_on_path(world):
     ctx = harness_cluster(world)
     # The stand-in kind on PATH, reporting a version other than the pinned one.
     stand_in(world["tools"], "kind")
     world["env"]["STANDIN_KIND_VERSION"] = "v0.29.0"
-    changed, failed, proc = teardown(world)
-    assert failed == 0 and changed > 0, proc.stdout[-3000:]
-    assert gone(ctx)
-    assert not (world["tmp"] / "state" / "kubeconfig").exists()
-    assert not (world["tmp"] / "cache" / "bin").exists()
-    changed, failed, proc = teardown(world)
-    assert (changed, failed) == (0, 0), proc.stdout[-3000:]
+    assert_deleted_offline_then_unchanged(world, ctx)
 
 
 def test_existing_cluster_without_kind_is_deleted_with_docker(world):
     ctx = harness_cluster(world)
-    changed, failed, proc = teardown(world)
-    assert failed == 0 and changed > 0, proc.stdout[-3000:]
-    assert gone(ctx)
-    assert not (world["tmp"] / "state" / "kubeconfig").exists()
-    assert not (world["tmp"] / "cache" / "bin").exists()
-    changed, failed, proc = teardown(world)
-    assert (changed, failed) == (0, 0), proc.stdout[-3000:]
+    assert_deleted_offline_then_unchanged(world, ctx)
