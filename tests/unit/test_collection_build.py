@@ -185,7 +185,7 @@ def built(tmp_path_factory):
 
 
 def test_tarball_holds_no_cache_local_or_development_file(built):
-    _, names = built
+    names = built[1]
     bad = artefacts_in(names)
     by_top = Counter(PurePosixPath(name).parts[0] for name in bad)
     assert not bad, f"{len(bad)} cache, local or development-only files in the tarball ({dict(by_top)}): {bad[:30]}"
