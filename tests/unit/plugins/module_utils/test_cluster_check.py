@@ -475,12 +475,12 @@ def test_no_volume_needed_skips_storage(tmp_path):
 
 
 def test_independent_failures_are_all_reported(tmp_path):
-    api = FakeApi(version="v1.33.1", denied=("namespaces",), classes=[], repository=repository("https://x/y"))
+    api = FakeApi(version="v1.33.1", classes=[], repository=repository("https://x/y"))
     report = cc.run_checks(
         desired(kubeconfig(tmp_path), needs_volume=True, sync_url="https://a/b"), connect=lambda t, s: api
     ).as_dict()
-    assert [c["name"] for c in report["checks"] if not c["ok"]] == ["version", "rbac", "storage", "flux"]
-    assert len(report["failures"]) == 4
+    assert [c["name"] for c in report["checks"] if not c["ok"]] == ["version", "storage", "flux"]
+    assert len(report["failures"]) == 3
 
 
 def test_an_unreachable_server_stops_the_run(tmp_path):
@@ -528,3 +528,13 @@ def test_build_desired_rejects_bad_options(params, match):
     base = {"kubeconfig": "/k", "flux_kubernetes_versions": ["1.34.1"], "timeout": 10}
     with pytest.raises(cc.InvalidOptionError, match=match):
         cc.build_desired({**base, **params})
+
+
+def test_missing_permissions_skip_the_reads_that_would_only_be_denied(tmp_path):
+    api = FakeApi(denied=("namespaces",))
+    report = cc.run_checks(desired(kubeconfig(tmp_path), needs_volume=True), connect=lambda t, s: api).as_dict()
+    assert len(report["failures"]) == 1
+    assert report["failures"][0].startswith("User alice of context admin@dev may not create namespaces cluster-wide")
+    assert [(c["name"], c["skipped"]) for c in report["checks"][-2:]] == [("storage", True), ("flux", True)]
+    assert "storage_classes" not in api.asked
+    assert "flux_git_repository" not in api.asked
