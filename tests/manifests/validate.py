@@ -5,7 +5,9 @@ Six checks, each returning a list of problems (one sentence each, naming the obj
 1. ``build``: every path a Flux Kustomization syncs (starting from the cluster's sync path) and every
    directory under ``kube/bootstrap/`` builds with ``kubectl kustomize``; a directory without a
    kustomization file gets one generated the way Flux's kustomize-controller does; every YAML/JSON file
-   under ``kube/`` is applied by one of them.
+   under ``kube/`` is applied by one of them, except the files of another cluster
+   (``kube/clusters/<other>/``, ``kube/overlays/<other>/``; checked when that cluster's sync path is
+   loaded). A Flux Kustomization's ``spec.patches`` are added to the build as kustomize-controller adds them.
 2. ``builtin``: built-in kinds validate with ``kubernetes-validate --strict`` against Kubernetes 1.36.
 3. ``crd``: Flux and prometheus-operator kinds validate against their CRDs' ``openAPIV3Schema``
    (unknown fields rejected, as the API server's strict field validation would).
@@ -58,6 +60,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBE_DIR = "kube"
 # The path the root Flux Kustomization (flux-system, written by bootstrap) syncs: gitops_sync_path.
 SYNC_PATH = "kube/clusters/kind"
+# kube/clusters/<cluster>/ holds a cluster's Flux entry points and kube/overlays/<cluster>/ the kustomize
+# overlays only that cluster applies; load_tree checks one cluster (one sync path) at a time.
+CLUSTERS_DIR = "kube/clusters"
+OVERLAYS_DIR = "kube/overlays"
 BOOTSTRAP_DIR = "kube/bootstrap"
 KUBERNETES_VERSION = "1.36"
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -104,6 +110,7 @@ CLUSTER_SCOPED_KINDS = {
 FREE_FORM_KEYS = {
     "resources",  # corev1.ResourceRequirements, passed through by every chart
     "podAnnotations",  # free-form annotation map
+    "annotations",  # free-form annotation map (e.g. grafana.service.annotations for a cloud load balancer)
     "podLabels",  # free-form label map
     "extraArgs",  # list/map of extra command-line flags
     "storageSpec",  # prometheus-operator StorageSpec (kube-prometheus-stack prometheusSpec)
@@ -210,6 +217,7 @@ class Tree:
     units: list[Unit]
     build_problems: list[str]
     crds: dict[tuple[str, str], dict[str, Any]]  # (group, kind) -> CRD document
+    sync_path: str = SYNC_PATH
 
     def flux_objects(self) -> Iterator[Obj]:
         for unit in self.units:
@@ -410,8 +418,40 @@ def _same_repo_source(kustomization: Obj) -> bool:
     return ref.get("kind") == "GitRepository" and ref.get("name") == "flux-system" and ns == "flux-system"
 
 
-def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
-    """Build every unit of the tree rooted at ``root`` (which holds kube/) in a scratch copy."""
+def _other_cluster_dirs(copy_root: Path, sync_path: str) -> list[str]:
+    """kube/clusters/<c> and kube/overlays/<c> of every cluster <c> whose sync path is not ``sync_path``."""
+    clusters = copy_root / CLUSTERS_DIR
+    names = sorted(d.name for d in clusters.iterdir() if d.is_dir()) if clusters.is_dir() else []
+    return [
+        f"{base}/{name}"
+        for name in names
+        if f"{CLUSTERS_DIR}/{name}" != os.path.normpath(sync_path)
+        for base in (CLUSTERS_DIR, OVERLAYS_DIR)
+    ]
+
+
+def _add_flux_patches(directory: Path, kustomization: Obj | None) -> None:
+    """Append the Flux Kustomization's spec.patches to the directory's kustomization file.
+
+    fluxcd/pkg kustomize generator (Generator.WriteFile): each {patch, target} becomes a kustomize patch
+    of the existing or generated kustomization.yaml before the build.
+    """
+    patches = (kustomization.spec.get("patches") if kustomization is not None else None) or []
+    kfile = _kustomization_file(directory)
+    if not patches or kfile is None:
+        return
+    doc = _load(kfile.read_text()) or {}
+    doc["patches"] = list(doc.get("patches") or []) + [
+        {k: v for k, v in patch.items() if k in ("patch", "target")} for patch in patches
+    ]
+    kfile.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None, sync_path: str = SYNC_PATH) -> Tree:
+    """Build every unit of the tree rooted at ``root`` (which holds kube/) in a scratch copy.
+
+    ``sync_path`` is the root Flux Kustomization's path (gitops_sync_path), e.g. kube/clusters/eks.
+    """
     schemas = schemas or default_schemas_dir()
     crds = load_crds(schemas)
     kubectl = kubectl_binary()
@@ -420,7 +460,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
     with tempfile.TemporaryDirectory(prefix="filewcount-manifests-") as tmp:
         copy_root = Path(tmp).resolve()
         shutil.copytree(root / KUBE_DIR, copy_root / KUBE_DIR)
-        pending: list[Unit] = [Unit(SYNC_PATH, None, f"root sync path {SYNC_PATH} (Kustomization flux-system)")]
+        pending: list[Unit] = [Unit(sync_path, None, f"root sync path {sync_path} (Kustomization flux-system)")]
         bootstrap = copy_root / BOOTSTRAP_DIR
         if bootstrap.is_dir():
             for entry in sorted(bootstrap.iterdir()):
@@ -458,6 +498,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
                     failed_paths.add(unit.path)
                     continue
                 generated.add(target / "kustomization.yaml")
+            _add_flux_patches(target, unit.flux)
             _add_origin_annotations(target)
             docs, error = _cached_build(kubectl, target, copy_root)
             if error:
@@ -499,18 +540,21 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None) -> Tree:
         applied: set[str] = set()
         for unit in units:
             applied |= unit.files
+        not_ours = _other_cluster_dirs(copy_root, sync_path)
         for path in sorted((copy_root / KUBE_DIR).rglob("*")):
             rel = str(path.relative_to(copy_root))
             if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json") or path in generated:
                 continue
             if any(rel.startswith(f"{failed}/") for failed in failed_paths):
                 continue  # its unit failed to build; that problem is already reported
+            if any(rel.startswith(f"{other}/") for other in not_ours):
+                continue  # another cluster's entry point or overlay: checked with that cluster
             if rel not in applied:
                 problems.append(
                     f"{rel} is not applied by anything: no Flux Kustomization path, kustomization.yaml or "
                     "kube/bootstrap entry includes it; add it to a kustomization.yaml or delete it."
                 )
-    return Tree(root, schemas, units, problems, crds)
+    return Tree(root, schemas, units, problems, crds, sync_path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -800,7 +844,7 @@ def _unit_of_kustomization(tree: Tree) -> dict[tuple[str, str], Unit]:
     for unit in tree.units:
         if unit.flux is not None:
             out[(unit.flux.namespace, unit.flux.name)] = unit
-        elif unit.path == SYNC_PATH:
+        elif unit.path == tree.sync_path:
             out[("flux-system", "flux-system")] = unit
     return out
 
@@ -1199,8 +1243,8 @@ CHECKS = {
 }
 
 
-def run_all(root: Path = REPO_ROOT, schemas: Path | None = None) -> dict[str, list[str]]:
-    tree = load_tree(root, schemas)
+def run_all(root: Path = REPO_ROOT, schemas: Path | None = None, sync_path: str = SYNC_PATH) -> dict[str, list[str]]:
+    tree = load_tree(root, schemas, sync_path)
     return {name: check(tree) for name, check in CHECKS.items()}
 
 
@@ -1208,9 +1252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="directory that holds kube/")
     parser.add_argument("--schemas", type=Path, default=None, help="schema directory (crds/, charts/)")
+    parser.add_argument("--sync-path", default=SYNC_PATH, help="the cluster's sync path (kube/clusters/<name>)")
     args = parser.parse_args(argv)
     try:
-        results = run_all(args.root, args.schemas)
+        results = run_all(args.root, args.schemas, args.sync_path)
     except ValidationSetupError as exc:
         print(exc, file=sys.stderr)
         return 2
