@@ -15,6 +15,7 @@ Those four are independent; each adds its sentence.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the host
 
 # Flux v2.9 release notes (https://github.com/fluxcd/flux2/releases/tag/v2.9.0, "Kubernetes compatibility"): the
 # lowest supported patch of each supported minor. Update with flux_version in roles/flux/defaults/main.yml.
+HAS_KUBERNETES = importlib.util.find_spec("kubernetes") is not None
+
 FLUX_VERSION = "v2.9.4"
 FLUX_KUBERNETES_VERSIONS = ("1.34.1", "1.35.0", "1.36.0")
 
@@ -343,7 +346,8 @@ class KubeClusterApi:
             answer = self._client.AuthenticationV1Api(self._api).create_self_subject_review(
                 review, _request_timeout=self._timeout
             )
-        except Exception:  # pylint: disable=broad-except - the name only improves a sentence
+        except Exception:  # pylint: disable=broad-except
+            # The name only improves the permissions sentence; without it the sentence says "the user".
             return ""
         return str(getattr(getattr(answer.status, "user_info", None), "username", "") or "")
 

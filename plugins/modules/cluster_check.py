@@ -173,13 +173,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 from ansible_collections.filewcount.gitops.plugins.module_utils import cluster_check as cc  # noqa: E402
 
-try:
-    import kubernetes  # noqa: F401
-
-    HAS_KUBERNETES = True
-except ImportError:  # pragma: no cover - depends on the host
-    HAS_KUBERNETES = False
-
 
 def main():
     module = AnsibleModule(
@@ -197,8 +190,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_KUBERNETES or not cc.HAS_YAML:
-        module.fail_json(msg=missing_required_lib("kubernetes" if not HAS_KUBERNETES else "PyYAML"))
+    if not cc.HAS_KUBERNETES or not cc.HAS_YAML:
+        module.fail_json(msg=missing_required_lib("kubernetes" if not cc.HAS_KUBERNETES else "PyYAML"))
     try:
         desired = cc.build_desired(module.params)
     except cc.InvalidOptionError as exc:
