@@ -290,7 +290,7 @@ def _render(helm: Path, charts: Path, release: str, values: dict[str, Any], work
 def rendered(kind: validate.Tree, eks: validate.Tree, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     helm = _helm()
     charts = Path(os.environ.get("FILEWCOUNT_CHARTS_DIR") or validate.REPO_ROOT.parent / "shared" / "charts")
-    if helm is None or not all((charts / folder).is_dir() for folder, _, _ in CHARTS.values()):
+    if helm is None or not all((charts / spec[0]).is_dir() for spec in CHARTS.values()):
         pytest.skip("the harness's Helm (make testbin) or the chart sources (../shared/charts) are missing")
     work = tmp_path_factory.mktemp("charts")
     return {
