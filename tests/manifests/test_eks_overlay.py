@@ -331,7 +331,7 @@ def test_rendered_charts_differ_only_as_intended(rendered: dict[Any, dict[Key, d
 
 def test_rendered_builtin_objects_validate(rendered: dict[Any, dict[Key, dict[str, Any]]]) -> None:
     problems = []
-    for (cluster, _), objects in rendered.items():
+    for (cluster, _release), objects in rendered.items():
         if cluster != "eks":
             continue
         for key, doc in objects.items():
