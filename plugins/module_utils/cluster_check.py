@@ -62,6 +62,10 @@ _GIT_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
 
 # --------------------------------------------------------------------------------------------------------- errors
+# The checks after the kubeconfig and the API server (which always run), in the order they run.
+OPTIONAL_CHECKS = ("version", "rbac", "storage", "flux")
+
+
 class ClusterCheckError(Exception):
     """A check failed; ``str(exc)`` is its one sentence (problem and fix)."""
 
@@ -125,6 +129,7 @@ class Desired:
     sync_url: str = ""
     takeover: bool = False
     takeover_variable: str = "gitops_flux_takeover"
+    checks: tuple[str, ...] = OPTIONAL_CHECKS
 
 
 @dataclass
@@ -560,6 +565,7 @@ def build_desired(params: Mapping[str, Any]) -> Desired:
         sync_url=str(params.get("sync_url") or ""),
         takeover=bool(params.get("takeover")),
         takeover_variable=str(params.get("takeover_variable") or "gitops_flux_takeover"),
+        checks=tuple(str(c) for c in (OPTIONAL_CHECKS if params.get("checks") is None else params["checks"])),
     )
 
 
@@ -651,7 +657,7 @@ def run_checks(desired: Desired, connect=KubeClusterApi) -> Report:
 
     try:
         for name, func in (("version", version), ("rbac", rbac), ("storage", storage), ("flux", flux)):
-            if name == "storage" and not desired.needs_volume:
+            if name not in desired.checks or (name == "storage" and not desired.needs_volume):
                 report.record(name, skipped=True)
             elif name in ("storage", "flux") and _denied(report):
                 # Without cluster-admin these reads would only add 403 sentences to the one that says what to grant.

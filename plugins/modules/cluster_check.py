@@ -78,6 +78,14 @@ options:
     description: The variable the sentences tell the user to set to take over another Flux's sync.
     type: str
     default: gitops_flux_takeover
+  checks:
+    description:
+      - The checks to run after the kubeconfig and the API server, which always run (for example none, when a
+        playbook only needs to know that the cluster answers with those credentials).
+    type: list
+    elements: str
+    choices: [version, rbac, storage, flux]
+    default: [version, rbac, storage, flux]
 attributes:
   check_mode:
     support: full
@@ -187,6 +195,12 @@ def main():
             sync_url=dict(type="str", default=""),
             takeover=dict(type="bool", default=False),
             takeover_variable=dict(type="str", default="gitops_flux_takeover"),
+            checks=dict(
+                type="list",
+                elements="str",
+                choices=list(cc.OPTIONAL_CHECKS),
+                default=list(cc.OPTIONAL_CHECKS),
+            ),
         ),
         supports_check_mode=True,
     )

@@ -124,3 +124,38 @@ def test_existing_cluster_is_deleted_with_any_kind_on_path(world):
 def test_existing_cluster_without_kind_is_deleted_with_docker(world):
     ctx = harness_cluster(world)
     assert_deleted_offline_then_unchanged(world, ctx)
+
+
+def kubeconfig_for(path: Path, server: str) -> Path:
+    """A kubeconfig with one context, admin@elsewhere, whose API server is `server` (token auth)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: admin@elsewhere\n"
+        f"clusters:\n- name: elsewhere\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n"
+        "contexts:\n- name: admin@elsewhere\n  context: {cluster: elsewhere, user: admin}\n"
+        "users:\n- name: admin\n  user: {token: not-a-real-token}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("context", "sentence"),
+    [
+        ("", "gitops_cluster is existing but no context is named: set gitops_kube_context to your cluster's context"),
+        ("missing", "has no context missing (contexts in it: admin@elsewhere)"),
+        ("admin@elsewhere", "is unreachable (the connection was refused)"),
+    ],
+    ids=["no-context", "unknown-context", "unreachable"],
+)
+def test_existing_cluster_bad_inputs_stop_with_one_sentence_and_touch_nothing(world, context, sentence):
+    """Teardown of an existing cluster first proves the cluster answers; each bad input is one sentence."""
+    kubeconfig = kubeconfig_for(world["tmp"] / "user-kubeconfig", f"https://127.0.0.1:{harness.free_port()}")
+    subprocess.run(["git", "remote", "add", "local", "http://localhost:8082/x.git"], cwd=world["checkout"], check=True)
+    existing = ["-e", "gitops_cluster=existing", "-e", f"gitops_kubeconfig={kubeconfig}"]
+    changed, failed, proc = teardown(world, *existing, "-e", f"gitops_kube_context={context}")
+    assert (changed, failed) == (0, 1), proc.stdout[-3000:]
+    assert sentence in proc.stdout, proc.stdout[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # Nothing was removed: the git remote is still there.
+    remotes = subprocess.run(["git", "remote"], cwd=world["checkout"], capture_output=True, text=True, check=True)
+    assert remotes.stdout.split() == ["local"]

@@ -474,6 +474,29 @@ def test_no_volume_needed_skips_storage(tmp_path):
     assert {"name": "storage", "ok": True, "skipped": True, "message": "", "warning": ""} in report["checks"]
 
 
+def test_only_the_chosen_checks_run_after_the_connection(tmp_path):
+    """checks=() asks only whether the cluster answers with these credentials (teardown, status)."""
+    api = FakeApi(version="v1.20.0", denied=["customresourcedefinitions"], repository=repository("https://x/y"))
+    report = cc.run_checks(desired(kubeconfig(tmp_path), needs_volume=True, checks=()), connect=lambda t, s: api)
+    result = report.as_dict()
+    assert result["failures"] == []
+    assert [(c["name"], c["ok"], c["skipped"]) for c in result["checks"]] == [
+        ("kubeconfig", True, False),
+        ("api", True, False),
+        ("version", True, True),
+        ("rbac", True, True),
+        ("storage", True, True),
+        ("flux", True, True),
+    ]
+    assert api.asked == ["version"]
+
+
+def test_build_desired_takes_the_checks():
+    params = {"kubeconfig": "/k", "flux_kubernetes_versions": ["1.34.1"], "checks": ["flux"]}
+    assert cc.build_desired(params).checks == ("flux",)
+    assert cc.build_desired({**params, "checks": None}).checks == cc.OPTIONAL_CHECKS
+
+
 def test_independent_failures_are_all_reported(tmp_path):
     api = FakeApi(version="v1.33.1", classes=[], repository=repository("https://x/y"))
     report = cc.run_checks(
