@@ -123,8 +123,9 @@ schemas: ## Download the pinned CRDs and chart values into FILEWCOUNT_SCHEMAS_DI
 docs: venv ## Regenerate roles/*/README.md from their argument specs
 	$(BIN)/python scripts/role_docs.py
 
-changelog: venv-test ## Render CHANGELOG.rst from changelogs/fragments
-	$(BIN)/antsibull-changelog release
+changelog: venv-test ## Release: make changelog VERSION=0.2.0 (fragments into changelogs/changelog.yaml and CHANGELOG.rst)
+	@test -n "$(VERSION)" || { echo "Name the release, for example: make changelog VERSION=0.2.0 (and set it in galaxy.yml)"; exit 2; }
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/antsibull-changelog release --version $(VERSION)
 
 clean: ## Remove .venv and test output
 	rm -rf $(VENV) tests/output .pytest_cache .ruff_cache
