@@ -31,23 +31,36 @@ def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    ("playbook", "extra", "sentence"),
+    ("playbook", "extra", "sentence", "checks"),
     [
-        ("playbooks/sync.yml", [], "export GITHUB_TOKEN and set gitops_github_owner and gitops_github_repository"),
-        ("playbooks/upgrade.yml", ["-e", "filewcount_image_tag=2.0"], "export GITHUB_TOKEN, then run the upgrade"),
+        (
+            "playbooks/sync.yml",
+            [],
+            "export GITHUB_TOKEN and set gitops_github_owner and gitops_github_repository",
+            ["Check the github mode inputs"],
+        ),
+        (
+            "playbooks/upgrade.yml",
+            ["-e", "filewcount_image_tag=2.0"],
+            "export GITHUB_TOKEN, then run the upgrade",
+            ["Fail unless a tag was given", "Fail unless github mode has its token"],
+        ),
     ],
 )
-def test_github_mode_without_a_token_stops_first_with_one_sentence(tmp_path, playbook, extra, sentence):
+def test_github_mode_without_a_token_stops_first_with_one_sentence(tmp_path, playbook, extra, sentence, checks):
     checkout = tmp_path / "checkout"  # never the developer's own checkout: a regression would add a remote there
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(checkout)], check=True)
-    where = ["-e", f"sync_checkout_dir={checkout}", "-e", f"upgrade_repo_dir={checkout}"]
+    where = ["-e", f"gitops_repository_dir={checkout}"]
     remotes_before = subprocess.run(["git", "remote", "-v"], cwd=checkout, capture_output=True, text=True, check=True)
     proc = run(tmp_path, playbook, *GITHUB_VARS, *extra, *where)
     out = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2, out[-2000:]
     assert sentence in out
-    # Only the argument checks ran: no git call, no API request.
-    assert re.search(r"localhost : ok=[01] changed=0 unreachable=0 failed=1 skipped=0", out), out[-600:]
+    # Only the settings (role filewcount.gitops.gitops, which reads nothing but the checkout's top and its sync
+    # path) and the playbook's argument checks ran: no git call, no API request.
+    assert re.search(r"localhost : ok=\d+ changed=0 unreachable=0 failed=1", out), out[-600:]
+    tasks = re.findall(r"^TASK \[([^\]]+)\]", proc.stdout, flags=re.MULTILINE)
+    assert [t for t in tasks if not t.startswith("filewcount.gitops.gitops : ")] == checks, tasks
     assert "could not read Username" not in out
     remotes_after = subprocess.run(["git", "remote", "-v"], cwd=checkout, capture_output=True, text=True, check=True)
     assert remotes_after.stdout == remotes_before.stdout
