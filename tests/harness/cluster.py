@@ -8,7 +8,7 @@ resource usage the kubelet would report (kwok's ClusterResourceUsage; tests set 
 
 Usage (from the repository root, with the project's virtualenv):
     python tests/harness/cluster.py start --state-dir DIR [--name filewcount] [--kubeconfig PATH]
-                                          [--node-label KEY=VALUE ...]
+                                          [--context NAME] [--node-label KEY=VALUE ...]
     python tests/harness/cluster.py stop --state-dir DIR [--name filewcount]
     python tests/harness/cluster.py status --state-dir DIR [--name filewcount]
     python tests/harness/cluster.py usage --state-dir DIR --namespace NS [--cpu 200m] [--memory 64Mi]
@@ -56,6 +56,8 @@ METRIC_RESOLUTION = "15s"
 # What the simulated node itself uses besides its pods (see start_kwok).
 SYSTEM_CPU_CORES = 0.1
 SYSTEM_MEMORY_BYTES = 256 * 1024 * 1024
+# kwok's CRDs the harness uses (plural names), applied from the kwok module's files before kwok starts.
+KWOK_CRDS = ("metrics", "clusterresourceusages", "clusterportforwards")
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -562,6 +564,9 @@ def start_apiserver(cluster: Cluster) -> None:
             # Traffic to Services, webhooks and the kubelet goes through network.py, as kind's goes through
             # kube-proxy: the documented egress selector (HTTP CONNECT), the way konnectivity is plugged in.
             f"--egress-selector-config-file={egress}",
+            # As kubeadm (so kind) sets it: the kubelet (kwok's server: logs, exec, port-forward) by the node's
+            # InternalIP 127.0.0.1, which network.py passes through, and not by its host name, which resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             # The aggregation layer (metrics.k8s.io): the front proxy identity kubeadm configures.
@@ -652,9 +657,10 @@ def _node(cluster: Cluster) -> dict:
 
 
 def start_kwok(cluster: Cluster) -> None:
-    for crd in ("kwok.x-k8s.io_metrics.yaml", "kwok.x-k8s.io_clusterresourceusages.yaml"):
-        cluster.apply(yaml.safe_load(kwok_data(f"kustomize/crd/bases/{crd}").read_text(encoding="utf-8")))
-    for crd in ("metrics.kwok.x-k8s.io", "clusterresourceusages.kwok.x-k8s.io"):
+    for crd in KWOK_CRDS:
+        cluster.apply(yaml.safe_load(kwok_data(f"kustomize/crd/bases/kwok.x-k8s.io_{crd}.yaml").read_text("utf-8")))
+    for plural in KWOK_CRDS:
+        crd = f"{plural}.kwok.x-k8s.io"
         _wait(cluster, "kube-apiserver", lambda c=crd: _established(cluster, c), 30, f"CRD {crd} not established")
     cluster.apply(_node(cluster))
     # The kubelet's resource metrics endpoint, as kwok defines it, served where metrics-server scrapes a kubelet.
@@ -685,7 +691,8 @@ def start_kwok(cluster: Cluster) -> None:
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
             "--node-lease-duration-seconds=40",
-            "--enable-crds=Metric,ClusterResourceUsage",
+            # ClusterPortForward: `kubectl port-forward` to a pod whose program workloads.py runs on this host.
+            "--enable-crds=Metric,ClusterResourceUsage,ClusterPortForward",
             # kwok's own stages, as kwokctl configures them: the node initialised and kept alive through its
             # Lease; pods Running and Ready, Job pods Succeeded, deleted pods removed.
             *(f"--config={kwok_data('kustomize/stage/' + stage)}" for stage in KWOK_STAGES),
@@ -1021,7 +1028,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("action", choices=("start", "stop", "status", "usage"))
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--name", default=DEFAULT_NAME)
-    parser.add_argument("--kubeconfig", help="also write a kubeconfig with the context kind-<name> here")
+    parser.add_argument("--kubeconfig", help="also write a kubeconfig with the context kind-<name> (or --context) here")
+    parser.add_argument("--context", help="start: the kubeconfig's context name (default kind-<name>)")
     parser.add_argument("--node-label", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--namespace", help="usage: the namespace whose pods get the simulated usage")
     parser.add_argument("--cpu", help="usage: CPU each container uses, e.g. 200m (omit both to reset)")
@@ -1033,7 +1041,7 @@ def main(argv: list[str]) -> int:
             started = time.monotonic()
             cluster = start(args.state_dir, args.name, labels)
             path = Path(args.kubeconfig) if args.kubeconfig else cluster.root / "kubeconfig"
-            path.write_text(yaml.safe_dump(cluster.kubeconfig(f"kind-{args.name}")), encoding="utf-8")
+            path.write_text(yaml.safe_dump(cluster.kubeconfig(args.context or f"kind-{args.name}")), encoding="utf-8")
             path.chmod(0o600)
             sys.stderr.write(f"cluster {args.name} ready in {time.monotonic() - started:.1f} s\n")
             print(f"KUBECONFIG={path}")
