@@ -41,6 +41,7 @@ if MODE == "hang":
     print("waiting for the pod", flush=True)
     time.sleep(3600)
 server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's net.Listen (kubectl) does
 server.bind((address, local))
 server.listen(16)
 signal.signal(signal.SIGUSR1, lambda *a: server.close())
