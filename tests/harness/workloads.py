@@ -9,7 +9,14 @@ container) and stops it when the Deployment is deleted. The programs (WORKLOADS)
   v2.9.4 ships, with KUBECONFIG and RUNTIME_NAMESPACE=flux-system, as `flux install` / the flux_bootstrap module
   apply them;
 - metrics-server, `kube-system/metrics-server`, as the tree's HelmRelease installs it, with the container's own
-  arguments (the chart's defaults and the tree's values) except those naming paths inside the container.
+  arguments (the chart's defaults and the tree's values) except those naming paths inside the container;
+- the applications, on a cluster that does not publish their node port on a host port (one `cluster.py start`
+  made, as an existing cluster; the stand-in kind records `node_ports` and serves them itself):
+  `filewcount/filewcount` (30080), `monitoring/kube-prometheus-stack-grafana` (30081) and `git-server/git-server`
+  (30082), each played by its node-port stand-in (nodeports/server.py with np_<node port>.py, state in
+  <cluster>/apps) on a free port. One kwok ClusterPortForward per running application (`harness-<namespace>-<name>`,
+  the Deployment's namespace, its container ports to the process) lets `kubectl port-forward` reach it through
+  the API server and kwok's kubelet server.
 
 Each program's named container ports are registered in <cluster>/backends.json for every Service that selects
 the Deployment's pods, so network.py sends a Service's traffic (the API server's to the chart's
@@ -57,6 +64,8 @@ class Workload:
     name: str
     # Container port name -> the key of the process's port that answers it.
     container_ports: tuple[tuple[str, str], ...] = ()
+    # An application played by nodeports/np_<node_port>.py; run only when the cluster publishes no host port for it.
+    node_port: int | None = None
 
 
 WORKLOADS = (
@@ -65,7 +74,16 @@ WORKLOADS = (
     Workload(NAMESPACE, "helm-controller"),
     Workload(NAMESPACE, "notification-controller", (("http", "events"), ("http-webhook", "receiver"))),
     Workload("kube-system", "metrics-server", (("https", "secure"),)),
+    Workload("filewcount", "filewcount", (("http", "app"),), node_port=30080),
+    # kube-prometheus-stack's Grafana subchart: Deployment <release>-grafana, container port `grafana` (3000).
+    Workload("monitoring", "kube-prometheus-stack-grafana", (("grafana", "app"),), node_port=30081),
+    Workload("git-server", "git-server", (("http", "app"),), node_port=30082),
 )
+BY_NAME = {w.name: w for w in WORKLOADS}
+NODEPORTS = Path(__file__).resolve().parent / "nodeports"
+# What the supervisor's ClusterPortForwards carry, to find its own.
+PORT_FORWARD_LABEL = "harness.filewcount.io/port-forward"
+PORT_FORWARDS = "/apis/kwok.x-k8s.io/v1alpha1/clusterportforwards"
 
 # Arguments of the metrics-server container that name paths or ports inside the container; replaced on the host.
 CONTAINER_ONLY_FLAGS = ("--secure-port", "--cert-dir", "--tls-cert-file", "--tls-private-key-file", "--bind-address")
@@ -95,6 +113,8 @@ class Supervisor:
             keys.append("receiver")
         if name == "metrics-server":
             keys = ["secure"]
+        if BY_NAME[name].node_port:
+            keys = ["app"]
         ports = {key: harness.free_port() for key in keys}
         if name == "notification-controller":
             ports["events"] = self.events_port
@@ -103,6 +123,19 @@ class Supervisor:
     def argv(self, name: str, ports: dict[str, int]) -> list:
         if name == "metrics-server":
             return self.metrics_server_argv(ports)
+        node_port = BY_NAME[name].node_port
+        if node_port:
+            # The node-port stand-in's handler, reading the cluster as the harness's components.
+            apps = self.cluster.root / "apps"
+            apps.mkdir(exist_ok=True)
+            return [
+                sys.executable,
+                NODEPORTS / "server.py",
+                f"--kubeconfig={self.cluster.components_kubeconfig}",
+                "--context=harness",
+                f"--state-dir={apps}",
+                f"--map=127.0.0.1:{ports['app']}={node_port}",
+            ]
         args = [
             harness.binary(name),
             f"--metrics-addr=127.0.0.1:{ports['metrics']}",
@@ -155,6 +188,9 @@ class Supervisor:
         if entry:
             harness._stop_pid(entry["pid"])
         self.save()
+        if BY_NAME[name].node_port:
+            with contextlib.suppress(OSError):
+                self.cluster.request("DELETE", f"{PORT_FORWARDS}/{port_forward_name(BY_NAME[name])}")
 
     def save(self) -> None:
         data = {"events_port": self.events_port, "controllers": self.running}
@@ -210,11 +246,75 @@ class Supervisor:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
 
+    # --- kubectl port-forward to the applications (kwok's ClusterPortForward) -------------------------------
+    def port_forwards(self) -> dict[str, dict]:
+        """The ClusterPortForward each running application needs: its container ports to its process."""
+        wanted = {}
+        for name, entry in self.running.items():
+            workload, deployment = BY_NAME[name], self.deployments.get(name)
+            if not workload.node_port or not deployment:
+                continue
+            by_name = dict(workload.container_ports)
+            ports = sorted(
+                {
+                    p["containerPort"]
+                    for c in deployment["spec"]["template"]["spec"]["containers"]
+                    for p in c.get("ports") or []
+                    if p.get("name") in by_name
+                }
+            )
+            if not ports:
+                continue
+            wanted[port_forward_name(workload)] = {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "ClusterPortForward",
+                "metadata": {"name": port_forward_name(workload), "labels": {PORT_FORWARD_LABEL: "true"}},
+                "spec": {
+                    "selector": {"matchNamespaces": [workload.namespace]},
+                    "forwards": [{"ports": ports, "target": {"address": "127.0.0.1", "port": entry["ports"]["app"]}}],
+                },
+            }
+        return wanted
+
+    def write_port_forwards(self) -> None:
+        wanted = self.port_forwards()
+        try:
+            status, body = self.cluster.request("GET", f"{PORT_FORWARDS}?labelSelector={PORT_FORWARD_LABEL}")
+        except OSError:
+            return
+        if status != 200 or not isinstance(body, dict):
+            return  # kwok's CRD missing (an older testbin) or the API is down: nothing to forward to
+        present = {item["metadata"]["name"]: item for item in body.get("items") or []}
+        for name in sorted(set(present) - set(wanted)):
+            with contextlib.suppress(OSError):
+                self.cluster.request("DELETE", f"{PORT_FORWARDS}/{name}")
+        for name, obj in sorted(wanted.items()):
+            if name in present and present[name].get("spec") == obj["spec"]:
+                continue
+            with contextlib.suppress(OSError):
+                status, answer = self.cluster.request(
+                    "PATCH",
+                    f"{PORT_FORWARDS}/{name}?fieldManager=harness&force=true",
+                    obj,
+                    content_type="application/apply-patch+yaml",
+                )
+                if status >= 300:
+                    sys.stderr.write(f"workloads: cannot apply ClusterPortForward {name}: HTTP {status} {answer}\n")
+
     # --- the loop -------------------------------------------------------------------------------------------
+    def published(self) -> set[str]:
+        """The node ports the cluster publishes on host ports (the stand-in kind records them in cluster.json)."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            self.cluster.load()
+        return set(self.cluster.node_ports)
+
     def wanted(self) -> set[str] | None:
-        """The workloads whose Deployment exists and is not being deleted; None when the API did not answer."""
+        """The workloads whose Deployment exists and is not being deleted, minus the applications whose node port
+        a host port serves; None when the API did not answer."""
+        published = self.published()
+        runnable = [w for w in WORKLOADS if not w.node_port or str(w.node_port) not in published]
         found = {}
-        for namespace in sorted({w.namespace for w in WORKLOADS}):
+        for namespace in sorted({w.namespace for w in runnable}):
             try:
                 status, body = self.cluster.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")
             except OSError:
@@ -223,7 +323,7 @@ class Supervisor:
                 continue
             if status != 200 or not isinstance(body, dict):
                 return None
-            names = {w.name for w in WORKLOADS if w.namespace == namespace}
+            names = {w.name for w in runnable if w.namespace == namespace}
             for d in body.get("items") or []:
                 if d["metadata"]["name"] in names and not d["metadata"].get("deletionTimestamp"):
                     found[d["metadata"]["name"]] = d
@@ -250,6 +350,7 @@ class Supervisor:
                 sys.stderr.write(f"workloads: cannot start {name}: {exc}\n")
                 self.started_at[name] = now
         self.write_backends()
+        self.write_port_forwards()
         with contextlib.suppress(OSError):
             storage.reconcile_volumes(self.cluster)
 
@@ -263,6 +364,10 @@ class Supervisor:
         finally:
             for name in list(self.running):
                 self.stop(name)
+
+
+def port_forward_name(workload: Workload) -> str:
+    return f"harness-{workload.namespace}-{workload.name}"
 
 
 def readyz(root: Path, name: str) -> bool:

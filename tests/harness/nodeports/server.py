@@ -1,6 +1,7 @@
 # TEST DOUBLE: serves the host side of a stand-in kind cluster's extraPortMappings. Started by the stand-in
 # `kind create cluster` (tests/harness/bin/kind), stopped by `kind delete cluster` (SIGTERM). Never used by the
-# collection at runtime.
+# collection at runtime. On a harness cluster that publishes no host port for a node port, workloads.py runs it
+# (one mapping on a free port) as the program behind that application's Deployment.
 #
 #   server.py --kubeconfig PATH --context kind-NAME --state-dir DIR --map ADDRESS:HOSTPORT=NODEPORT [--map ...]
 #
