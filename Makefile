@@ -106,7 +106,7 @@ test-cluster-down: venv-test ## Stop the cluster of make test-cluster and remove
 	$(BIN)/python tests/harness/cluster.py stop --state-dir $(TEST_CLUSTER_DIR)
 
 molecule: venv-test testbin ## Integration: the real playbooks against the harness
-	$(BIN)/pytest tests/integration -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/pytest tests/integration -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/molecule test -s default
 
 test-e2e: venv-test ## Real end to end on a Docker host: kind, Flux, charts, filewcount, load test
