@@ -6,8 +6,10 @@ the tree's charts), re-runs it, runs upgrade.yml to 2.0 (commit, push to the git
 update: a push to the applied change), then tears down. Requests are read from the API server's audit log: those of
 kind's user kubernetes-admin, i.e. the product's own (tests/harness/audit.py). Reports numbers; asserts nothing
 about time. Needs the harness programs (`make testbin`).
+With ``--existing`` the playbooks get a cluster they did not create (gitops_cluster=existing, kind_harness.existing:
+no port mapping, a renamed context, free host ports for their kubectl port-forwards), and the teardown keeps it.
 Usage (repository root): ``.venv/bin/python tests/benchmarks/bench_bootstrap.py
-[--json tests/output/bench_bootstrap.json] [--keep]``. Exit status 1 when a playbook run fails (numbers are
+[--json tests/output/bench_bootstrap.json] [--keep] [--existing]``. Exit status 1 when a playbook run fails (numbers are
 still printed).
 """
 
@@ -71,6 +73,7 @@ def main() -> int:
     parser.add_argument("--json", default=str(REPO / "tests" / "output" / "bench_bootstrap.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument("--host-ports", help="three host ports instead of 8080,8081,8082 (e.g. on a busy machine)")
+    parser.add_argument("--existing", action="store_true", help="an existing cluster (gitops_cluster=existing)")
     args = parser.parse_args()
     extra = []
     if args.host_ports:
@@ -87,6 +90,11 @@ def main() -> int:
     kind_harness.clone_checkout(workdir)
     env = kind_harness.bootstrap_environment(workdir)
     audit_log = standin / "kind" / "clusters" / "filewcount" / "logs" / "audit.log"
+    ctx = None
+    if args.existing:
+        ctx, existing = kind_harness.existing(workdir, env)
+        extra = ["--extra-vars", json.dumps(existing)]
+        audit_log = ctx["state"].audit_log
     results = []
     try:
         results.append(_measure("first", audit_log, env, workdir, extra))
@@ -109,6 +117,9 @@ def main() -> int:
             results.append(_measure("upgrade", audit_log, env, workdir, upgrade, name="upgrade.yml"))
     finally:
         _playbook("teardown.yml", env, workdir / "teardown.log", *extra)
+        if ctx is not None:
+            kind_harness.stop_port_forwards(workdir / "state")
+            kind_harness.delete(ctx)
     print(f"{'run':<6} {'rc':>3} {'seconds':>8} {'requests':>9} {'writes':>7}  writes per verb")
     for res in results:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(res["counts"].items()))

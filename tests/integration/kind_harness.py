@@ -138,6 +138,42 @@ def create(tmp: Path, node_ports: tuple[int, ...] = (), name: str = DEFAULT_NAME
     }
 
 
+def existing(tmp: Path, env: dict, context: str = "staging") -> tuple[dict, dict]:
+    """A harness cluster the playbooks did not create, and the extra vars a user of such a cluster passes.
+
+    The stand-in kind starts it with no port mapping (nothing but its API server is reachable from this machine;
+    the apps run behind their Deployments, tests/harness/workloads.py). The playbooks get a 0600 copy of its
+    kubeconfig at <tmp>/user-kubeconfig with the context renamed, the testbin's kubectl for their port-forwards, and
+    free host ports for them. Returns (ctx as :func:`create` does, extra vars).
+    """
+    ctx = create(tmp / "cluster", env=env)
+    config = yaml.safe_load(ctx["kubeconfig"].read_text(encoding="utf-8"))
+    for entry in config["contexts"]:
+        entry["name"] = context
+    config["current-context"] = context
+    kubeconfig = tmp / "user-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+    kubeconfig.chmod(0o600)
+    extra = {
+        "gitops_cluster": "existing",
+        "gitops_kubeconfig": str(kubeconfig),
+        "gitops_kube_context": context,
+        "gitops_kubectl": str(harness.binary("kubectl")),
+        "gitops_host_ports": [
+            {"host_port": harness.free_port(), "node_port": node_port, "listen_address": "127.0.0.1"}
+            for node_port in (30080, 30081, 30082)
+        ],
+    }
+    return ctx, extra
+
+
+def stop_port_forwards(state_dir: Path) -> None:
+    """Stop the port-forwards a failed test left (their pids are in <state_dir>/port-forwards/*.json)."""
+    for record in sorted((state_dir / "port-forwards").glob("*.json")):
+        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
+            os.kill(int(json.loads(record.read_text(encoding="utf-8"))["pid"]), 15)
+
+
 def install_flux(ctx: dict, timeout: float = 90) -> None:
     """Apply `flux install --export` and wait until every Flux controller answers /readyz."""
     components = subprocess.run(

@@ -94,33 +94,13 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
-def user_kubeconfig(admin: Path, path: Path) -> Path:
-    """The cluster's kubeconfig as a user keeps it: the context renamed, mode 0600."""
-    config = yaml.safe_load(admin.read_text(encoding="utf-8"))
-    for context in config["contexts"]:
-        context["name"] = CONTEXT
-    config["current-context"] = CONTEXT
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    path.chmod(0o600)
-    return path
-
-
 def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
     kind_harness.clone_checkout(tmp_path)
     env = kind_harness.bootstrap_environment(tmp_path)
-    ctx = kind_harness.create(tmp_path / "cluster", env=env)
+    ctx, extra = kind_harness.existing(tmp_path, env, CONTEXT)
     state, admin = ctx["state"], ctx["state"].components_kubeconfig
     state_dir = tmp_path / "state"
-    ports = {node_port: harness.free_port() for node_port in (30080, 30081, 30082)}
-    extra = {
-        "gitops_cluster": "existing",
-        "gitops_kubeconfig": str(user_kubeconfig(ctx["kubeconfig"], tmp_path / "user-kubeconfig")),
-        "gitops_kube_context": CONTEXT,
-        "gitops_kubectl": str(harness.binary("kubectl")),
-        "gitops_host_ports": [
-            {"host_port": host, "node_port": node, "listen_address": "127.0.0.1"} for node, host in ports.items()
-        ],
-    }
+    ports = {entry["node_port"]: entry["host_port"] for entry in extra["gitops_host_ports"]}
     try:
         first = playbook(env, "bootstrap.yml", extra)
         assert ok(first)[0] > 0
@@ -180,9 +160,7 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
         assert ok(again) == (0, 0), again.stdout[-3000:]
         assert writes(state, since) == []
     finally:
-        for pid in forward_pids(state_dir) if (state_dir / "port-forwards").exists() else []:
-            if alive(pid):
-                os.kill(pid, 15)
+        kind_harness.stop_port_forwards(state_dir)
         kind_harness.delete(ctx)
 
 
