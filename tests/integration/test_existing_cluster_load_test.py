@@ -9,7 +9,9 @@ runs on this host against the filewcount app's process behind its Deployment.
 
 - check mode creates nothing and says which Job it would run;
 - the run writes results.json, report.md and chart.png from the Job's log, with the requests ab made in the Job,
-  the HPA sampled meanwhile, and deletes the Job.
+  the HPA sampled meanwhile, and deletes the Job;
+- ab failing in the Job, and a Job stopped at its deadline (load_test_timeout), each fail with one sentence and
+  leave no Job.
 """
 
 from __future__ import annotations
@@ -131,6 +133,26 @@ def test_the_load_test_runs_as_a_job_on_an_existing_cluster(tmp_path):
         assert len(ran) == 1
         argv = json.loads(ran[0].read_text(encoding="utf-8"))
         assert argv[-1].startswith("http://127.0.0.1:") and "svc.cluster.local" not in argv[-1]
+
+        # ab failing in the Job (a Service name nothing resolves): one sentence with ab's reason, the Job deleted.
+        # Without HPA samples the role only watches the Job (watch_job.yml).
+        missing = {"load_test_job_url": "http://missing.filewcount.svc.cluster.local/", "load_test_sample_hpa": False}
+        failed = playbook(env, "load_test.yml", {**load, **missing})
+        assert failed.returncode != 0
+        said = " ".join(failed.stdout.split())
+        assert "msg: 'The load-test Job filewcount/filewcount-load-test-" in said, failed.stdout[-4000:]
+        assert (
+            "failed: ab exited with code 50 (apr_sockaddr_info_get() for missing.filewcount.svc.cluster.local:" in said
+        )
+        assert load_test_jobs(admin) == []
+
+        # Longer than load_test_timeout: Kubernetes stops the Job at activeDeadlineSeconds, the role says so.
+        slow = {**load, "load_test_requests": 1000000, "load_test_time_limit": 60, "load_test_timeout": 6}
+        timed_out = playbook(env, "load_test.yml", slow)
+        assert timed_out.returncode != 0
+        said = " ".join(timed_out.stdout.split())
+        assert "timed out: it ran longer than load_test_timeout (6 s) and Kubernetes stopped it" in said, said[-4000:]
+        assert load_test_jobs(admin) == []
     finally:
         for pid in forward_pids(state_dir):
             if harness._alive(pid):
