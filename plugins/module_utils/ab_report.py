@@ -30,6 +30,7 @@ __all__ = [
     "AbRunError",
     "build_argv",
     "evaluate_thresholds",
+    "outcome",
     "parse_csv",
     "parse_gnuplot",
     "parse_stdout",
@@ -713,19 +714,42 @@ def run_load_test(run_command, url: str, argv_options: Mapping, thresholds: Mapp
     rc, stdout, stderr = run_command(argv)
     if rc != 0:
         raise run_failure(rc, stdout, stderr, url)
-    report = parse_stdout(stdout)
     csv_file, gnuplot_file = argv_options.get("csv_file"), argv_options.get("gnuplot_file")
-    percentages = parse_csv(_read_text(csv_file, "-e CSV")) if csv_file else None
-    timeline = None
-    if gnuplot_file:
-        try:
-            with open(gnuplot_file, encoding="utf-8", errors="replace") as handle:
-                timeline = parse_gnuplot(handle)
-        except OSError as error:
-            raise AbReportError(
-                f"ab finished but its -g file {gnuplot_file} cannot be read ({error.strerror}); "
-                "check the path is writable."
-            ) from None
+    csv_text = _read_text(csv_file, "-e CSV") if csv_file else None
+    if not gnuplot_file:
+        return outcome(argv, rc, stdout, stderr, url, csv_text=csv_text, thresholds=thresholds)
+    try:
+        with open(gnuplot_file, encoding="utf-8", errors="replace") as handle:
+            return outcome(
+                argv, rc, stdout, stderr, url, csv_text=csv_text, gnuplot_source=handle, thresholds=thresholds
+            )
+    except OSError as error:
+        raise AbReportError(
+            f"ab finished but its -g file {gnuplot_file} cannot be read ({error.strerror}); check the path is writable."
+        ) from None
+
+
+def outcome(
+    argv: list,
+    rc: int,
+    stdout: str,
+    stderr: str,
+    url: str,
+    *,
+    csv_text: str | None = None,
+    gnuplot_source=None,
+    thresholds: Mapping | None = None,
+) -> dict:
+    """The whole outcome of one ab run from its output, wherever it ran (here, or in a Job's container).
+
+    ``csv_text`` is the -e file's text and ``gnuplot_source`` the -g file (text or lines), each None when ab was
+    not asked for it. Raises :class:`AbRunError` when ``rc`` is not 0, other :class:`AbReportError` on bad output.
+    """
+    if rc != 0:
+        raise run_failure(rc, stdout, stderr, url)
+    report = parse_stdout(stdout)
+    percentages = parse_csv(csv_text) if csv_text is not None else None
+    timeline = parse_gnuplot(gnuplot_source) if gnuplot_source is not None else None
     broken = evaluate_thresholds(report, thresholds)
     return {
         "cmd": argv,

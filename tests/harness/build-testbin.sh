@@ -186,12 +186,12 @@ flux_module() {
   echo "$dir"
 }
 
-# kwok's CRDs (Metric, ClusterResourceUsage, ClusterPortForward) and its definitions of the kubelet's resource
+# kwok's CRDs (Metric, ClusterResourceUsage, ClusterPortForward, Logs) and its definitions of the kubelet's resource
 # metrics and of simulated usage are data files of the kwok module; cluster.py reads them from next to the binary,
 # so the repository carries no copy.
 kwok_files=(
   kustomize/crd/bases/kwok.x-k8s.io_metrics.yaml kustomize/crd/bases/kwok.x-k8s.io_clusterresourceusages.yaml
-  kustomize/crd/bases/kwok.x-k8s.io_clusterportforwards.yaml
+  kustomize/crd/bases/kwok.x-k8s.io_clusterportforwards.yaml kustomize/crd/bases/kwok.x-k8s.io_logs.yaml
   kustomize/metrics/resource/metrics-resource.yaml kustomize/metrics/usage/usage-from-annotation.yaml
   kustomize/stage/node/fast/node-initialize.yaml kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
   kustomize/stage/pod/fast/pod-ready.yaml kustomize/stage/pod/fast/pod-complete.yaml kustomize/stage/pod/fast/pod-delete.yaml

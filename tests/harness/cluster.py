@@ -57,7 +57,7 @@ METRIC_RESOLUTION = "15s"
 SYSTEM_CPU_CORES = 0.1
 SYSTEM_MEMORY_BYTES = 256 * 1024 * 1024
 # kwok's CRDs the harness uses (plural names), applied from the kwok module's files before kwok starts.
-KWOK_CRDS = ("metrics", "clusterresourceusages", "clusterportforwards")
+KWOK_CRDS = ("metrics", "clusterresourceusages", "clusterportforwards", "logs")
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -656,6 +656,27 @@ def _node(cluster: Cluster) -> dict:
     }
 
 
+# Pods whose command the harness runs on the host (jobs.py) and whose status it sets when the command ends, so kwok's
+# pod-complete stage must leave them Running.
+HOST_RUN_LABEL = "app.kubernetes.io/name"
+HOST_RUN_VALUES = ("filewcount-load-test",)
+
+
+def kwok_stage(cluster: Cluster, stage: str) -> Path:
+    """kwok's stage file; pod-complete gets a selector that skips the pods jobs.py runs (written into the cluster)."""
+    path = kwok_data("kustomize/stage/" + stage)
+    if not stage.endswith("/pod-complete.yaml"):
+        return path
+    obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    obj["spec"]["selector"]["matchExpressions"].append(
+        {"key": f'.metadata.labels.["{HOST_RUN_LABEL}"]', "operator": "NotIn", "values": list(HOST_RUN_VALUES)}
+    )
+    out = cluster.root / "kwok-stages" / "pod-complete.yaml"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+    return out
+
+
 def start_kwok(cluster: Cluster) -> None:
     for crd in KWOK_CRDS:
         cluster.apply(yaml.safe_load(kwok_data(f"kustomize/crd/bases/kwok.x-k8s.io_{crd}.yaml").read_text("utf-8")))
@@ -692,10 +713,12 @@ def start_kwok(cluster: Cluster) -> None:
             f"--tls-private-key-file={pki / 'serving.key'}",
             "--node-lease-duration-seconds=40",
             # ClusterPortForward: `kubectl port-forward` to a pod whose program workloads.py runs on this host.
-            "--enable-crds=Metric,ClusterResourceUsage,ClusterPortForward",
+            # Logs: `kubectl logs` of a load-test Job's pod, whose command jobs.py runs on this host.
+            "--enable-crds=Metric,ClusterResourceUsage,ClusterPortForward,Logs",
             # kwok's own stages, as kwokctl configures them: the node initialised and kept alive through its
-            # Lease; pods Running and Ready, Job pods Succeeded, deleted pods removed.
-            *(f"--config={kwok_data('kustomize/stage/' + stage)}" for stage in KWOK_STAGES),
+            # Lease; pods Running and Ready, Job pods Succeeded (but the load test's, see kwok_stage), deleted pods
+            # removed.
+            *(f"--config={kwok_stage(cluster, stage)}" for stage in KWOK_STAGES),
             # The harness's own: Running pods made unready by a node blip get Ready again (stages/*.yaml).
             *(f"--config={stage}" for stage in sorted((HERE / "stages").glob("*.yaml"))),
         ],

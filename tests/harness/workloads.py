@@ -33,7 +33,9 @@ Differences from a cluster, all because the programs run on the host:
   ServiceAccount tokens, so the audit log keeps them apart from the product's `kubernetes-admin`;
 - the Flux controllers reach the network through network.py (HTTPS_PROXY/HTTP_PROXY) and trust its CA through
   SSL_CERT_FILE: the tree's HelmRepository URLs answer with the charts of ../shared/charts, Service names resolve;
-- kind's local-path-provisioner is played by storage.py, one pass per loop.
+- kind's local-path-provisioner is played by storage.py, one pass per loop;
+- the load test's Job pods (label app.kubernetes.io/name=filewcount-load-test) have their command run on this host
+  by jobs.py, one pass per loop, which sets their status and serves their log when the command ends.
 
 State: <cluster>/flux/processes.json (pid and ports per running program), logs in <cluster>/logs/<name>.log.
 """
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cluster as harness
+import jobs
 import storage
 
 NAMESPACE = "flux-system"
@@ -103,6 +106,8 @@ class Supervisor:
         self.deployments: dict[str, dict] = {}
         # Fixed for the cluster's life, so every controller knows where to send events before the receiver runs.
         self.events_port = harness.free_port()
+        # The load test's Job pods: their command on this host (jobs.py).
+        self.load_tests = jobs.LoadTestJobs(state)
 
     # --- the programs ---------------------------------------------------------------------------------------
     def ports(self, name: str) -> dict[str, int]:
@@ -353,6 +358,7 @@ class Supervisor:
         self.write_port_forwards()
         with contextlib.suppress(OSError):
             storage.reconcile_volumes(self.cluster)
+        self.load_tests.reconcile_once()
 
     def run(self, interval: float = 1.0) -> None:
         stopping = []
@@ -362,6 +368,7 @@ class Supervisor:
                 self.reconcile_once()
                 time.sleep(interval)
         finally:
+            self.load_tests.stop_all()
             for name in list(self.running):
                 self.stop(name)
 

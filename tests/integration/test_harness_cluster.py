@@ -239,6 +239,45 @@ def test_job_pods_succeed(kind_cluster):
     assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
 
 
+def load_test_job(name: str, script: str) -> dict:
+    """A Job labelled as the load_test role labels its Job, whose command tests/harness/jobs.py runs on this host."""
+    labels = {"app.kubernetes.io/name": "filewcount-load-test"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "ab", "image": "httpd:2.4.69-alpine", "command": ["/bin/sh", "-c", script]}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_load_test_job_pods_run_their_command_on_the_host(kind_cluster):
+    """Its pod stays Running while the command runs, then completes with its exit code and serves its output."""
+    kubectl(kind_cluster, "apply", "-f", "-", stdin=json.dumps(load_test_job("ab-ok", "sleep 4; echo one; echo two")))
+    time.sleep(2)
+    pods = get_json(kind_cluster, "pods", "-n", "default", "-l", "job-name=ab-ok")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Running"]
+    kubectl(kind_cluster, "wait", "--for=condition=Complete", "job/ab-ok", "-n", "default", "--timeout=60s")
+    assert kubectl(kind_cluster, "logs", "-n", "default", "job/ab-ok").stdout == "one\ntwo\n"
+
+    kubectl(kind_cluster, "apply", "-f", "-", stdin=json.dumps(load_test_job("ab-bad", "echo broken >&2; exit 3")))
+    kubectl(kind_cluster, "wait", "--for=condition=Failed", "job/ab-bad", "-n", "default", "--timeout=60s")
+    pod = get_json(kind_cluster, "pods", "-n", "default", "-l", "job-name=ab-bad")["items"][0]
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 3
+    assert kubectl(kind_cluster, "logs", "-n", "default", "job/ab-bad").stdout == "broken\n"
+
+
 def replicas(kind_cluster):
     return get_json(kind_cluster, "deployment", "filewcount", "-n", "filewcount").get("status", {}).get("replicas", 0)
 
