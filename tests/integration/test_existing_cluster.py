@@ -14,6 +14,7 @@ gitops_host_ports (so this test needs no lock on the default host ports and runs
 - status reports on the cluster; sync publishes through the git server's port-forward; upgrade to 2.0 rolls
   filewcount through GitOps (the page answering through its restarted port-forward names the new image), and the
   same upgrade again changes nothing;
+- the load test runs ab in a Job inside the cluster (see load_test below);
 - teardown stops the port-forwards and removes what bootstrap installed (workloads, Helm releases, Flux, its CRDs,
   the namespaces), keeps the cluster, and its re-run changes nothing and writes nothing.
 """
@@ -42,6 +43,7 @@ import kind_harness  # noqa: E402
 
 NAMESPACES = ("flux-system", "filewcount", "monitoring", "git-server")
 CONTEXT = "staging"
+JOB_LABEL = "app.kubernetes.io/name=filewcount-load-test"
 # Preflight asks the API server about the caller (cluster_check's RBAC and identity checks): creates that store
 # nothing, so they are not writes to the cluster (as in test_cluster_check.py).
 SELF_REVIEWS = ("authorization.k8s.io/selfsubjectaccessreviews", "authentication.k8s.io/selfsubjectreviews")
@@ -94,6 +96,80 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+def load_test_jobs(kubeconfig: Path) -> list:
+    proc = harness.kubectl(kubeconfig, "get", "jobs", "-A", "-l", JOB_LABEL, "-o", "json")
+    return json.loads(proc.stdout)["items"]
+
+
+def load_test(env: dict, extra: dict, ctx: dict, tmp_path: Path) -> None:
+    """The load test as a Job inside the cluster (a port-forward pins one pod, so it must not carry the load).
+
+    ab runs in a Job against http://filewcount.filewcount.svc.cluster.local/, whose command the harness's stand-in
+    kubelet (tests/harness/jobs.py) runs on this host against the filewcount app's process behind its Deployment.
+    Check mode creates nothing and names the Job; the run writes results.json, report.md and chart.png from the
+    Job's log and deletes the Job; ab failing in the Job, and a Job stopped at its deadline (load_test_timeout),
+    each fail with one sentence and leave no Job.
+    """
+    admin = ctx["state"].components_kubeconfig
+    load = {
+        **extra,
+        "load_test_profile": "burst",
+        "load_test_requests": 3000,
+        "load_test_concurrency": 10,
+        "load_test_cooldown": 0,
+        "load_test_sample_interval": 2,
+        "load_test_thresholds": {"max_failed_requests": 0, "max_non_2xx": 0},
+        "load_test_report_dir": str(tmp_path / "report"),
+    }
+    check = playbook(env, "load_test.yml", load, "--check")
+    assert ok(check)[1] == 0
+    assert "Check mode: no Job was created; it would create Job filewcount/filewcount-load-test-" in check.stdout
+    assert "http://filewcount.filewcount.svc.cluster.local/" in check.stdout
+    assert load_test_jobs(admin) == []
+
+    run = playbook(env, "load_test.yml", load)
+    ok(run)
+    report = tmp_path / "report"
+    for name in ("results.json", "report.md", "chart.png", "ab-stdout.txt"):
+        assert (report / name).stat().st_size > 0, name
+    results = json.loads((report / "results.json").read_text(encoding="utf-8"))
+    assert results["url"] == "http://filewcount.filewcount.svc.cluster.local/"
+    assert results["cmd"][0] == "/usr/local/apache2/bin/ab"
+    assert results["cmd"][-1] == "http://filewcount.filewcount.svc.cluster.local/"
+    assert results["report"]["complete_requests"] == 3000
+    assert results["report"]["failed_requests"] == 0
+    assert results["passed"] is True
+    assert results["timeline"]["requests"] == 3000
+    assert set(results["percentages_ms"]) >= {"50", "95", "99"}
+    assert results["hpa"]["samples"] >= 2 and results["hpa"]["initial_replicas"] >= 1
+    assert "| Complete requests | 3000 |" in (report / "report.md").read_text(encoding="utf-8")
+    assert (report / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert load_test_jobs(admin) == [], "the load-test Job was left behind"
+    # The requests reached the app's process through the Service's backend, not a port-forward.
+    ran = list((ctx["state"].root / "jobs").glob("*/argv.json"))
+    assert len(ran) == 1
+    argv = json.loads(ran[0].read_text(encoding="utf-8"))
+    assert argv[-1].startswith("http://127.0.0.1:") and "svc.cluster.local" not in argv[-1]
+
+    # ab failing in the Job (a Service name nothing resolves): one sentence with ab's reason, the Job deleted.
+    # Without HPA samples the role only watches the Job (watch_job.yml).
+    missing = {"load_test_job_url": "http://missing.filewcount.svc.cluster.local/", "load_test_sample_hpa": False}
+    failed = playbook(env, "load_test.yml", {**load, **missing})
+    assert failed.returncode != 0
+    said = " ".join(failed.stdout.split())
+    assert "msg: 'The load-test Job filewcount/filewcount-load-test-" in said, failed.stdout[-4000:]
+    assert "failed: ab exited with code 50 (apr_sockaddr_info_get() for missing.filewcount.svc.cluster.local:" in said
+    assert load_test_jobs(admin) == []
+
+    # Longer than load_test_timeout: Kubernetes stops the Job at activeDeadlineSeconds, the role says so.
+    slow = {**load, "load_test_requests": 1000000, "load_test_time_limit": 60, "load_test_timeout": 6}
+    timed_out = playbook(env, "load_test.yml", slow)
+    assert timed_out.returncode != 0
+    said = " ".join(timed_out.stdout.split())
+    assert "timed out: it ran longer than load_test_timeout (6 s) and Kubernetes stopped it" in said, said[-4000:]
+    assert load_test_jobs(admin) == []
+
+
 def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
     kind_harness.clone_checkout(tmp_path)
     env = kind_harness.bootstrap_environment(tmp_path)
@@ -138,6 +214,8 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
         assert ok(playbook(env, "upgrade.yml", {**extra, **author, "filewcount_image_tag": "2.0"})) == (0, 0)
         pids = forward_pids(state_dir)  # upgrade restarted filewcount's, which pinned a replaced pod
         assert len(pids) == 3 and all(alive(pid) for pid in pids), pids
+
+        load_test(env, extra, ctx, tmp_path)
 
         teardown = playbook(env, "teardown.yml", extra)
         assert ok(teardown)[0] > 0
@@ -193,8 +271,3 @@ def test_bootstrap_names_a_context_the_kubeconfig_lacks(tmp_path):
     out = bad_input(tmp_path, "bootstrap.yml", gitops_kubeconfig=str(kubeconfig), gitops_kube_context="staging")
     assert f"The kubeconfig {kubeconfig} has no context staging (contexts in it: prod)" in out, out[-3000:]
     assert "not-a-secret" not in out
-
-
-def test_the_load_test_refuses_an_existing_cluster_with_one_sentence(tmp_path):
-    out = bad_input(tmp_path, "load_test.yml", gitops_kube_context="staging")
-    assert "gitops_cluster is existing, where 'Load-test filewcount and watch the autoscaler' does not run yet" in out
