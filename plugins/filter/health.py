@@ -14,6 +14,7 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.k8s_health impor
     describe_warnings,
     format_phase_durations,
     hpa_cpu,
+    load_balancer_url,
     not_ready,
     phase_durations,
     recent_warnings,
@@ -56,4 +57,5 @@ class FilterModule:
             "format_phase_durations": _wrap(format_phase_durations),
             "status_report": _wrap(_status_report),
             "k8s_drifted": _wrap(drifted),
+            "load_balancer_url": _wrap(load_balancer_url),
         }

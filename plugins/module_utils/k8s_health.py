@@ -363,3 +363,26 @@ def _ref(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{obj.get('kind', 'object')} {ns + '/' if ns else ''}{meta.get('name', '?')}"
+
+
+def load_balancer_url(objs: Any, path: str = "/") -> str:
+    """http://<address>[:<port>]<path> of a Service of type LoadBalancer once it has an address, else "".
+
+    The address is the first ingress entry's hostname (AWS load balancers) or IP; the port is the Service's first
+    port, left out when it is 80. Anything else (no Service, another type, no address yet) gives "", so the caller
+    falls back to a port-forward.
+    """
+    service = _first(objs)
+    if not service:
+        return ""
+    spec = service.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return ""
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    for entry in ingress:
+        address = (entry or {}).get("hostname") or (entry or {}).get("ip")
+        if address:
+            port = int(((spec.get("ports") or [{}])[0] or {}).get("port") or 80)
+            host = f"[{address}]" if ":" in address else address
+            return f"http://{host}{'' if port == 80 else f':{port}'}{path}"
+    return ""

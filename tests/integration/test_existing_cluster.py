@@ -271,3 +271,66 @@ def test_bootstrap_names_a_context_the_kubeconfig_lacks(tmp_path):
     out = bad_input(tmp_path, "bootstrap.yml", gitops_kubeconfig=str(kubeconfig), gitops_kube_context="staging")
     assert f"The kubeconfig {kubeconfig} has no context staging (contexts in it: prod)" in out, out[-3000:]
     assert "not-a-secret" not in out
+
+
+ACCESS_PLAYBOOK = """---
+- name: Reach filewcount as bootstrap does
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: filewcount.gitops.gitops
+      vars:
+        gitops_require_repository: false
+  tasks:
+    - name: Reach filewcount from this machine
+      ansible.builtin.include_role:
+        name: filewcount.gitops.gitops
+        tasks_from: access
+      vars:
+        gitops_access_services: [filewcount]
+
+    - name: Print the URL
+      ansible.builtin.debug:
+        msg: "filewcount at {{ gitops_filewcount_url }}"
+"""
+
+
+def test_a_load_balancer_service_is_reached_at_its_address_not_through_a_port_forward(tmp_path):
+    """A user who made filewcount's Service a LoadBalancer (docs/eks.md step 5) gets its address, no port-forward."""
+    env = kind_harness.bootstrap_environment(tmp_path)
+    ctx, extra = kind_harness.existing(tmp_path, env, CONTEXT)
+    kubeconfig = ctx["kubeconfig"]
+    try:
+        harness.kubectl(kubeconfig, "create", "namespace", "filewcount")
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "filewcount", "namespace": "filewcount"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "filewcount"}, "ports": [{"port": 8088}]},
+        }
+        harness.kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(service))
+        # No cloud controller runs here: play the AWS Load Balancer Controller's part and publish an address.
+        status = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}
+        harness.kubectl(
+            kubeconfig,
+            "-n",
+            "filewcount",
+            "patch",
+            "service",
+            "filewcount",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
+        book = tmp_path / "access.yml"
+        book.write_text(ACCESS_PLAYBOOK, encoding="utf-8")
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(book), f"--extra-vars={json.dumps(extra)}"]
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        assert "filewcount at http://203.0.113.7:8088/" in proc.stdout
+        assert kind_harness.recap(proc) == (0, 0)
+        assert not list((tmp_path / "state" / "port-forwards").glob("*.json")), "a port-forward was started"
+    finally:
+        kind_harness.stop_port_forwards(tmp_path / "state")
+        kind_harness.delete(ctx)

@@ -25,6 +25,7 @@ def test_filter_names():
             "format_phase_durations",
             "status_report",
             "k8s_drifted",
+            "load_balancer_url",
         ]
     )
 

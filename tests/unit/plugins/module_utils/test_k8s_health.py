@@ -345,3 +345,37 @@ def test_not_ready_describes_each_failure():
         "HelmRelease monitoring/err: the API call failed: Unauthorized",
     ]
     assert h.not_ready(results[:1]) == []
+
+
+def _service(kind="LoadBalancer", port=80, ingress=None):
+    return {
+        "kind": "Service",
+        "spec": {"type": kind, "ports": [{"port": port}]},
+        "status": {"loadBalancer": {"ingress": ingress if ingress is not None else []}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("service", "url"),
+    [
+        (
+            _service(ingress=[{"hostname": "k8s-filewcou-abc.elb.eu-west-1.amazonaws.com"}]),
+            "http://k8s-filewcou-abc.elb.eu-west-1.amazonaws.com/",
+        ),
+        (_service(port=8080, ingress=[{"ip": "203.0.113.7"}]), "http://203.0.113.7:8080/"),
+        (_service(ingress=[{"ip": "2001:db8::7"}]), "http://[2001:db8::7]/"),
+        (_service(ingress=[{}, {"ip": "203.0.113.8"}]), "http://203.0.113.8/"),
+        (_service(ingress=[]), ""),  # not provisioned yet
+        (_service(kind="ClusterIP"), ""),
+        (_service(kind="NodePort", ingress=[{"ip": "203.0.113.7"}]), ""),
+        (None, ""),
+        ({"resources": []}, ""),  # a k8s_info result that found nothing
+    ],
+)
+def test_load_balancer_url(service, url):
+    assert h.load_balancer_url(service) == url
+
+
+def test_load_balancer_url_reads_a_registered_k8s_info_result():
+    result = {"resources": [_service(ingress=[{"ip": "203.0.113.7"}])], "changed": False}
+    assert h.load_balancer_url(result, "") == "http://203.0.113.7"
