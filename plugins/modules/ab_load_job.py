@@ -21,10 +21,13 @@ description:
 attributes:
   check_mode:
     support: full
+    description: Builds and returns the Job or parses the log as in a normal run; the module changes nothing anyway.
   diff_mode:
     support: none
+    description: Reports no diff.
   idempotent:
     support: full
+    description: It only builds a manifest or parses text, so the same input gives the same result.
 options:
   url:
     description: The URL ab loads from inside the cluster; a Service's cluster DNS name spreads over its pods.

@@ -54,7 +54,7 @@ def host_argv(argv: list, backends: dict) -> list:
         parts = urlsplit(arg) if arg.startswith(("http://", "https://")) else None
         host = parts.hostname if parts else None
         if host and host.endswith(DOMAIN):
-            service, _, namespace = host[: -len(DOMAIN)].partition(".")
+            service, _dot, namespace = host[: -len(DOMAIN)].partition(".")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             target = backends.get(f"{namespace}/{service}:{port}")
             if target:
