@@ -44,6 +44,27 @@ THRESHOLD_NAMES = ("max_failed_requests", "max_non_2xx", "max_p95_ms", "max_p99_
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # ab refuses a concurrency above MAX_CONCURRENCY (20000) and, with -t alone, stops after MAX_REQUESTS (50000).
 MAX_CONCURRENCY = 20000
+# The options ab_load_test (ab on this host) and ab_load_job (ab in a Job) share: the load and the thresholds.
+LOAD_ARGUMENT_SPEC = {
+    "requests": {"type": "int"},
+    "concurrency": {"type": "int", "default": 1},
+    "time_limit": {"type": "int"},
+    "keep_alive": {"type": "bool", "default": False},
+    "socket_timeout": {"type": "int"},
+    "headers": {"type": "dict", "default": {}},
+    "variable_length": {"type": "bool", "default": False},
+    "thresholds": {
+        "type": "dict",
+        "default": {},
+        "options": {
+            "max_failed_requests": {"type": "int"},
+            "max_non_2xx": {"type": "int"},
+            "max_p95_ms": {"type": "float"},
+            "max_p99_ms": {"type": "float"},
+            "min_requests_per_second": {"type": "float"},
+        },
+    },
+}
 # A -g file whose requests start further apart than a day is not one ab run (and would make a huge timeline).
 MAX_GNUPLOT_SPAN_S = 24 * 3600
 

@@ -186,31 +186,19 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.ab_job import ( 
     job_outcome,
 )
 from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import (  # noqa: E402
+    LOAD_ARGUMENT_SPEC,
     AbReportError,
     AbRunError,
 )
 
 _ARGV_OPTIONS = ("requests", "concurrency", "time_limit", "keep_alive", "socket_timeout", "headers", "variable_length")
-_THRESHOLD_SPEC = {
-    "max_failed_requests": {"type": "int"},
-    "max_non_2xx": {"type": "int"},
-    "max_p95_ms": {"type": "float"},
-    "max_p99_ms": {"type": "float"},
-    "min_requests_per_second": {"type": "float"},
-}
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
             "url": {"type": "str", "default": "http://filewcount.filewcount.svc.cluster.local/"},
-            "requests": {"type": "int"},
-            "concurrency": {"type": "int", "default": 1},
-            "time_limit": {"type": "int"},
-            "keep_alive": {"type": "bool", "default": False},
-            "socket_timeout": {"type": "int"},
-            "headers": {"type": "dict", "default": {}},
-            "variable_length": {"type": "bool", "default": False},
+            **LOAD_ARGUMENT_SPEC,
             "ab_path": {"type": "str", "default": "/usr/local/apache2/bin/ab"},
             "name": {"type": "str", "required": True},
             "namespace": {"type": "str", "required": True},
@@ -220,7 +208,6 @@ def main():
             "deadline": {"type": "int", "default": 900},
             "ttl": {"type": "int", "default": 600},
             "log": {"type": "str"},
-            "thresholds": {"type": "dict", "default": {}, "options": _THRESHOLD_SPEC},
         },
         required_one_of=[("requests", "time_limit")],
         supports_check_mode=True,

@@ -210,6 +210,7 @@ import os  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import (  # noqa: E402
+    LOAD_ARGUMENT_SPEC,
     AbReportError,
     AbRunError,
     build_argv,
@@ -231,13 +232,6 @@ _ARGV_OPTIONS = (
     "csv_file",
     "gnuplot_file",
 )
-_THRESHOLD_SPEC = {
-    "max_failed_requests": {"type": "int"},
-    "max_non_2xx": {"type": "int"},
-    "max_p95_ms": {"type": "float"},
-    "max_p99_ms": {"type": "float"},
-    "min_requests_per_second": {"type": "float"},
-}
 
 
 def _ab_path(module: AnsibleModule) -> str:
@@ -259,12 +253,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "url": {"type": "str", "default": "http://localhost:8080/"},
-            "requests": {"type": "int"},
-            "concurrency": {"type": "int", "default": 1},
-            "time_limit": {"type": "int"},
-            "keep_alive": {"type": "bool", "default": False},
-            "socket_timeout": {"type": "int"},
-            "headers": {"type": "dict", "default": {}},
+            **LOAD_ARGUMENT_SPEC,
             "method": {
                 "type": "str",
                 "default": "GET",
@@ -272,12 +261,10 @@ def main():
             },
             "body_file": {"type": "path"},
             "content_type": {"type": "str"},
-            "variable_length": {"type": "bool", "default": False},
             "continue_on_receive_errors": {"type": "bool", "default": False},
             "ab_path": {"type": "str", "default": "ab"},
             "csv_file": {"type": "path"},
             "gnuplot_file": {"type": "path"},
-            "thresholds": {"type": "dict", "default": {}, "options": _THRESHOLD_SPEC},
             "fail_on_thresholds": {"type": "bool", "default": True},
         },
         required_one_of=[("requests", "time_limit")],
