@@ -22,3 +22,9 @@ def schemas() -> Path:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tree(schemas: Path) -> validate.Tree:
+    """The repository's GitOps tree, loaded once for the session (kind's sync path)."""
+    return validate.load_tree(validate.REPO_ROOT, schemas)

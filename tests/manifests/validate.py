@@ -114,8 +114,11 @@ FREE_FORM_KEYS = {
     "podLabels",  # free-form label map
     "extraArgs",  # list/map of extra command-line flags
     "storageSpec",  # prometheus-operator StorageSpec (kube-prometheus-stack prometheusSpec)
+    "additionalLabels",  # free-form label map (e.g. Traefik's metrics.prometheus.serviceMonitor.additionalLabels)
 }
 FREE_FORM_PATHS = {
+    # Traefik: "Additional entries here will be added to the Service spec" (values.yaml), a corev1.ServiceSpec.
+    "service.spec",
     # kube-state-metrics' CustomResourceStateMetrics document, rendered verbatim into its ConfigMap.
     "kube-state-metrics.customResourceState.config",
 }
@@ -797,9 +800,36 @@ def _values_from(obj: Obj, tree: Tree) -> Iterator[tuple[str, Any]]:
         yield f"values from ConfigMap {obj.namespace}/{ref.get('name')} ({key})", parsed
 
 
+def chart_dirs(schemas: Path) -> list[Path]:
+    """Where pinned charts are: the schema directory's values-only copies, then ../shared/charts' full sources."""
+    return [schemas / "charts", schemas.parent / "charts"]
+
+
+def _merged(defaults: Any, overrides: Any) -> Any:
+    """Helm's coalescing of a chart's values.yaml with user values (maps merge, anything else is replaced)."""
+    if isinstance(defaults, dict) and isinstance(overrides, dict):
+        merged = dict(defaults)
+        for key, value in overrides.items():
+            merged[key] = _merged(defaults.get(key), value) if key in defaults else value
+        return merged
+    return overrides
+
+
+def schema_problems(charts_dir: Path, chart: str, version: str, values: dict[str, Any]) -> list[str]:
+    """What the chart's own values.schema.json (which helm enforces on install) says of values over its defaults."""
+    folder = charts_dir / f"{chart}-{version}"
+    schema_file = folder / "values.schema.json"
+    if not schema_file.is_file():
+        return []
+    schema = json.loads(schema_file.read_text())
+    merged = _merged(_load((folder / "values.yaml").read_text()) or {}, values)
+    validator_class = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_class(schema).iter_errors(merged), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}" for error in errors]
+
+
 def check_values(tree: Tree) -> list[str]:
     problems = []
-    charts_dir = tree.schemas / "charts"
     for obj in tree.flux_objects():
         if obj.kind != "HelmRelease" or not obj.group.startswith("helm."):
             continue
@@ -807,13 +837,21 @@ def check_values(tree: Tree) -> list[str]:
         chart, version = chart_spec.get("chart"), str(chart_spec.get("version", ""))
         if not chart:
             continue
-        known = chart_known_paths(charts_dir, chart, version)
+        dirs = chart_dirs(tree.schemas)
+        found = [(d, chart_known_paths(d, chart, version)) for d in dirs]
+        charts_dir, known = next(((d, k) for d, k in found if k is not None), (dirs[0], None))
         if known is None:
             problems.append(
                 f"{obj.ref()}: chart {chart} {version or '(no version)'} has no pinned values in "
-                f"{charts_dir}; pin a version that has {chart}-<version>/values.yaml there (make schemas)."
+                f"{' or '.join(str(d) for d in dirs)}; pin a version that has {chart}-<version>/values.yaml "
+                "there (make schemas)."
             )
             continue
+        for problem in schema_problems(charts_dir, chart, version, obj.spec.get("values") or {}):
+            problems.append(
+                f"{obj.ref()}: values break chart {chart} {version}'s values.schema.json at {problem}; "
+                "fix the value as the chart's values.yaml documents it."
+            )
         sources = [("values", obj.spec.get("values") or {}), *list(_values_from(obj, tree))]
         for source, values in sources:
             for path in unknown_value_paths(values, known):
