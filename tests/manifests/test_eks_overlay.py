@@ -102,7 +102,8 @@ def test_eks_entry_points_and_chain(eks: validate.Tree) -> None:
     }
     ks = {o.name: o for o in eks.flux_objects() if o.kind == "Kustomization"}
     chain = {
-        "infrastructure-controllers": (f"./{EKS_OVERLAY}/infrastructure/controllers", []),
+        "infrastructure-crds": ("./kube/infrastructure/crds", []),
+        "infrastructure-controllers": (f"./{EKS_OVERLAY}/infrastructure/controllers", ["infrastructure-crds"]),
         "infrastructure-configs": ("./kube/infrastructure/configs", ["infrastructure-controllers"]),
         "apps": ("./kube/apps", ["infrastructure-configs"]),
     }
