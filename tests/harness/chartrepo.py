@@ -38,6 +38,7 @@ REPOSITORIES = {
         "prometheus-windows-exporter-0.12.8",
     ],
     ("grafana-community.github.io", "/helm-charts"): ["grafana-12.11.1"],
+    ("traefik.github.io", "/charts"): ["traefik-41.3.0"],
 }
 DEPENDENCIES = {
     "kube-prometheus-stack-88.5.3": [

@@ -42,6 +42,8 @@ FLUX = [sys.executable, str(HARNESS / "bin" / "flux")]
 DEFAULT_NAME = "filewcount"
 # Extra vars of every playbook run on the harness as a user runs it (molecule/default uses the same file).
 HARNESS_VARS = ROOT / "molecule" / "default" / "vars" / "harness.yml"
+# The NodePorts of gitops_services (roles/gitops/vars/main.yml): filewcount, Grafana, the git server, the Gateway.
+GITOPS_NODE_PORTS = (30080, 30081, 30082, 30090, 30443)
 RECAP = re.compile(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)")
 
 
@@ -161,7 +163,7 @@ def existing(tmp: Path, env: dict, context: str = "staging") -> tuple[dict, dict
         "gitops_kubectl": str(harness.binary("kubectl")),
         "gitops_host_ports": [
             {"host_port": harness.free_port(), "node_port": node_port, "listen_address": "127.0.0.1"}
-            for node_port in (30080, 30081, 30082)
+            for node_port in GITOPS_NODE_PORTS
         ],
     }
     return ctx, extra
