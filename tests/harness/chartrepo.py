@@ -39,6 +39,7 @@ REPOSITORIES = {
     ],
     ("grafana-community.github.io", "/helm-charts"): ["grafana-12.11.1"],
     ("traefik.github.io", "/charts"): ["traefik-41.3.0"],
+    ("charts.jetstack.io", ""): ["cert-manager-v1.21.1"],
 }
 DEPENDENCIES = {
     "kube-prometheus-stack-88.5.3": [

@@ -35,7 +35,10 @@ Differences from a cluster, all because the programs run on the host:
   SSL_CERT_FILE: the tree's HelmRepository URLs answer with the charts of ../shared/charts, Service names resolve;
 - kind's local-path-provisioner is played by storage.py, one pass per loop;
 - the load test's Job pods (label app.kubernetes.io/name=filewcount-load-test) have their command run on this host
-  by jobs.py, one pass per loop, which sets their status and serves their log when the command ends.
+  by jobs.py, one pass per loop, which sets their status and serves their log when the command ends;
+- cert-manager's programs cannot be built here, so certmanager.py stands in for them (a STAND-IN, not the real
+  programs): its webhook behind Deployment cert-manager/cert-manager-webhook, and one pass of its cainjector and
+  issuing controller per loop while Deployment cert-manager/cert-manager exists.
 
 State: <cluster>/flux/processes.json (pid and ports per running program), logs in <cluster>/logs/<name>.log.
 """
@@ -52,6 +55,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import certmanager
 import cluster as harness
 import jobs
 import storage
@@ -81,6 +85,8 @@ WORKLOADS = (
     # kube-prometheus-stack's Grafana subchart: Deployment <release>-grafana, container port `grafana` (3000).
     Workload("monitoring", "kube-prometheus-stack-grafana", (("grafana", "app"),), node_port=30081),
     Workload("git-server", "git-server", (("http", "app"),), node_port=30082),
+    # The chart's webhook Deployment, played by the cert-manager stand-in (certmanager.py: not the real program).
+    Workload(certmanager.NAMESPACE, certmanager.WEBHOOK, (("https", "secure"),)),
 )
 BY_NAME = {w.name: w for w in WORKLOADS}
 NODEPORTS = Path(__file__).resolve().parent / "nodeports"
@@ -116,7 +122,7 @@ class Supervisor:
             keys.append("storage")
         if name == "notification-controller":
             keys.append("receiver")
-        if name == "metrics-server":
+        if name in ("metrics-server", certmanager.WEBHOOK):
             keys = ["secure"]
         if BY_NAME[name].node_port:
             keys = ["app"]
@@ -128,6 +134,14 @@ class Supervisor:
     def argv(self, name: str, ports: dict[str, int]) -> list:
         if name == "metrics-server":
             return self.metrics_server_argv(ports)
+        if name == certmanager.WEBHOOK:
+            return [
+                sys.executable,
+                Path(certmanager.__file__).resolve(),
+                "webhook",
+                f"--cluster-root={self.cluster.root}",
+                f"--port={ports['secure']}",
+            ]
         node_port = BY_NAME[name].node_port
         if node_port:
             # The node-port stand-in's handler, reading the cluster as the harness's components.
@@ -359,6 +373,12 @@ class Supervisor:
         with contextlib.suppress(OSError):
             storage.reconcile_volumes(self.cluster)
         self.load_tests.reconcile_once()
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            status, _body = self.cluster.request(
+                "GET", f"/apis/apps/v1/namespaces/{certmanager.NAMESPACE}/deployments/{certmanager.NAMESPACE}"
+            )
+            if status == 200:  # the chart is installed: its cainjector and controller stand-ins
+                certmanager.reconcile(self.cluster)
 
     def run(self, interval: float = 1.0) -> None:
         stopping = []
