@@ -5,6 +5,7 @@ its real URL through the harness's HTTPS proxy) and installed by the real helm-c
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -163,15 +165,19 @@ def test_gateway_api_crds_traefik_and_the_routes(flux_cluster):
     assert "gateways.gateway.networking.k8s.io" in proc.stdout
     names = [f"crd/{kind}.gateway.networking.k8s.io" for kind in ("gatewayclasses", "gateways", "httproutes")]
     kubectl(flux_cluster, "wait", "--for=condition=Established", "--timeout=60s", *names)
-    # The tree's Traefik, less what needs kube-prometheus-stack (not installed on this test cluster): its
-    # dependsOn, and the ServiceMonitor whose CRD that chart brings. Bootstrap's tests install it unedited.
+    # The tree's Traefik, less what needs kube-prometheus-stack and cert-manager (not installed on this test
+    # cluster): its dependsOn, and the ServiceMonitor whose CRD kube-prometheus-stack brings. Bootstrap's tests
+    # install it unedited.
     docs = _tree_documents(
         "kube/infrastructure/controllers/traefik/namespace.yaml",
         "kube/infrastructure/controllers/traefik/helmrepository.yaml",
         "kube/infrastructure/controllers/traefik/helmrelease.yaml",
     )
     release = docs[-1]
-    assert release["spec"].pop("dependsOn") == [{"name": "kube-prometheus-stack", "namespace": "monitoring"}]
+    assert release["spec"].pop("dependsOn") == [
+        {"name": "kube-prometheus-stack", "namespace": "monitoring"},
+        {"name": "cert-manager", "namespace": "cert-manager"},
+    ]
     release["spec"]["values"]["metrics"]["prometheus"]["serviceMonitor"]["enabled"] = False
     kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
 
@@ -209,3 +215,63 @@ def test_gateway_api_crds_traefik_and_the_routes(flux_cluster):
     proc = kubectl(flux_cluster, "apply", "-f", "-", stdin=json.dumps(broken), check=False)
     assert proc.returncode != 0
     assert "tls must not be specified for protocols" in proc.stderr, proc.stderr
+
+
+def test_cert_manager_chart_and_the_local_ca(flux_cluster):
+    """cert-manager from the vendored chart, and the tree's issuers and certificates.
+
+    Real: the helm-controller installing the chart with the tree's values (CRDs, webhook configurations, the
+    startupapicheck hook Job, which kwok completes), the API server calling the admission webhook for every
+    cert-manager object and validating them against the chart's CRDs. STAND-IN (tests/harness/certmanager.py, since
+    cert-manager's programs cannot be built here): the webhook's answers, the CA injection and the issuing.
+    """
+    docs = _tree_documents(
+        "kube/infrastructure/controllers/cert-manager/namespace.yaml",
+        "kube/infrastructure/controllers/cert-manager/helmrepository.yaml",
+        "kube/infrastructure/controllers/cert-manager/helmrelease.yaml",
+    )
+    release = docs[-1]
+    # As for Traefik: no kube-prometheus-stack here, so no dependsOn on it and no ServiceMonitor.
+    assert release["spec"].pop("dependsOn") == [{"name": "kube-prometheus-stack", "namespace": "monitoring"}]
+    release["spec"]["values"]["prometheus"]["servicemonitor"]["enabled"] = False
+    kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
+
+    def installed():
+        obj, ready = condition(flux_cluster, "helmrelease", "cert-manager", "cert-manager")
+        if ready.get("status") == "False" and ready.get("reason") not in TRANSIENT_REASONS:
+            pytest.fail(f"HelmRelease cert-manager failed: {ready}")
+        return ready.get("status") == "True" and obj
+
+    wait_for("HelmRelease cert-manager/cert-manager to be Ready", installed, 300, interval=3)
+    kubectl(flux_cluster, "create", "namespace", "traefik", check=False)
+    tls = _tree_documents("kube/infrastructure/configs/tls.yaml")
+
+    # The webhook is called for every cert-manager object: until its CA is injected the API server refuses them.
+    def applied():
+        proc = kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in tls), check=False)
+        return proc.returncode == 0
+
+    wait_for("the tree's issuers and certificates to be admitted", applied, 60, interval=2)
+    webhook_log = (flux_cluster["state"].logs / "cert-manager-webhook.log").read_text(encoding="utf-8")
+    # One validation per object (the chart's mutating webhook is for CertificateRequests, which nothing made here).
+    assert webhook_log.count('"POST /validate') >= len(tls), webhook_log[-2000:]
+
+    def ready(namespace, name):
+        _obj, cond = condition(flux_cluster, "certificate", namespace, name)
+        return cond.get("status") == "True"
+
+    wait_for("Certificate front-door to be Ready", lambda: ready("traefik", "front-door"), 60, interval=2)
+
+    def secret(namespace, name):
+        data = json.loads(kubectl(flux_cluster, "get", "secret", name, "-n", namespace, "-o", "json").stdout)["data"]
+        return {key: base64.b64decode(value) for key, value in data.items()}
+
+    ca = x509.load_pem_x509_certificate(secret("cert-manager", "filewcount-ca")["tls.crt"])
+    leaf_secret = secret("traefik", "front-door-tls")
+    leaf = x509.load_pem_x509_certificate(leaf_secret["tls.crt"])
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert leaf.issuer == ca.subject
+    leaf.verify_directly_issued_by(ca)
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert sorted(names) == ["filewcount.localhost", "grafana.localhost"]
+    assert leaf_secret["ca.crt"] == secret("cert-manager", "filewcount-ca")["tls.crt"]

@@ -59,8 +59,30 @@ def test_gateway_listens_on_traefiks_web_entry_point(tree: validate.Tree, schema
     listeners = {entry["name"]: entry for entry in gateway.spec["listeners"]}
     # Traefik attaches a listener to the entry point with the same (container) port.
     assert listeners["web"]["port"] == chart_values["ports"]["web"]["port"] == 8000
-    assert listeners["web"]["protocol"] == "HTTP"
-    assert listeners["web"]["hostname"] == "*.localhost"
+    assert listeners["websecure"]["port"] == chart_values["ports"]["websecure"]["port"] == 8443
+    assert (listeners["web"]["protocol"], listeners["websecure"]["protocol"]) == ("HTTP", "HTTPS")
+    assert listeners["web"]["hostname"] == listeners["websecure"]["hostname"] == "*.localhost"
+    assert listeners["websecure"]["tls"] == {
+        "mode": "Terminate",
+        "certificateRefs": [{"kind": "Secret", "name": "front-door-tls"}],
+    }
+    assert listeners["web"]["allowedRoutes"] == listeners["websecure"]["allowedRoutes"]
+
+
+def test_the_gateway_certificate_comes_from_the_local_ca(tree: validate.Tree) -> None:
+    certificates = _objects(tree, "Certificate")
+    issuers = {name: o for (_ns, name), o in _objects(tree, "ClusterIssuer").items()}
+    assert issuers["selfsigned"].spec == {"selfSigned": {}}
+    ca = certificates[("cert-manager", "filewcount-ca")].spec
+    assert ca["isCA"] is True
+    assert ca["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "selfsigned"}
+    # A CA ClusterIssuer reads its Secret from cert-manager's cluster resource namespace (cert-manager by default).
+    assert issuers["filewcount-ca"].spec == {"ca": {"secretName": ca["secretName"]}}
+    leaf = certificates[("traefik", "front-door")].spec
+    assert leaf["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "filewcount-ca"}
+    assert leaf["secretName"] == "front-door-tls"
+    routes = _objects(tree, "HTTPRoute").values()
+    assert sorted(leaf["dnsNames"]) == sorted(h for r in routes for h in r.spec["hostnames"])
 
 
 def test_routes_attach_to_the_gateway_and_reach_services_of_the_tree(tree: validate.Tree) -> None:
@@ -70,7 +92,9 @@ def test_routes_attach_to_the_gateway_and_reach_services_of_the_tree(tree: valid
     allowed = gateway.spec["listeners"][0]["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"][0]
     services = {(o.namespace, o.name): o for o in tree.all_objects() if o.kind == "Service"}
     for (namespace, name), route in routes.items():
-        assert route.spec["parentRefs"] == [{"name": "front-door", "namespace": "traefik", "sectionName": "web"}]
+        assert route.spec["parentRefs"] == [
+            {"name": "front-door", "namespace": "traefik", "sectionName": section} for section in ("web", "websecure")
+        ]
         assert namespace in allowed["values"], f"{namespace} may not attach routes to the Gateway"
         (hostname,) = route.spec["hostnames"]
         assert hostname == f"{name}.localhost"

@@ -273,6 +273,7 @@ def test_helm_releases(tree: validate.Tree) -> None:
             "https://prometheus-community.github.io/helm-charts",
         ),
         ("traefik", "traefik"): ("traefik", "41.3.0", "traefik", "https://traefik.github.io/charts"),
+        ("cert-manager", "cert-manager"): ("cert-manager", "v1.21.1", "jetstack", "https://charts.jetstack.io"),
     }
     assert set(releases) == set(expected)
     for key, (chart, version, repo, url) in expected.items():

@@ -80,6 +80,7 @@ BOOTSTRAP_OBJECTS = {
 # CRD groups installed by a chart when its HelmRelease lets Helm create CRDs (install.crds != Skip).
 CHART_CRD_GROUPS = {
     "kube-prometheus-stack": {"monitoring.coreos.com"},
+    "cert-manager": {"cert-manager.io", "acme.cert-manager.io"},
 }
 # Cluster-scoped built-in kinds (everything else built in is namespaced).
 CLUSTER_SCOPED_KINDS = {
@@ -115,10 +116,13 @@ FREE_FORM_KEYS = {
     "extraArgs",  # list/map of extra command-line flags
     "storageSpec",  # prometheus-operator StorageSpec (kube-prometheus-stack prometheusSpec)
     "additionalLabels",  # free-form label map (e.g. Traefik's metrics.prometheus.serviceMonitor.additionalLabels)
+    "labels",  # free-form label map (e.g. cert-manager's prometheus.servicemonitor.labels)
 }
 FREE_FORM_PATHS = {
     # Traefik: "Additional entries here will be added to the Service spec" (values.yaml), a corev1.ServiceSpec.
     "service.spec",
+    # cert-manager: "config" is a ControllerConfiguration document passed to the controller verbatim (values.yaml).
+    "config",
     # kube-state-metrics' CustomResourceStateMetrics document, rendered verbatim into its ConfigMap.
     "kube-state-metrics.customResourceState.config",
 }
@@ -251,6 +255,22 @@ def kubectl_binary() -> str:
     )
 
 
+# CRDs that a pinned chart ships, read from its source in ../shared/charts (beside the schema directory) when the
+# schema directory has no copy: folder -> glob. Whole-line template directives ({{- if ...}}, {{- include ...}})
+# are dropped, which leaves the CRD as the chart renders it with crds.enabled, less a few labels.
+CHART_CRD_SOURCES = {
+    "cert-manager-v1.21.1": "templates/crd-*.yaml",
+    "traefik-41.3.0": "crds/*.yaml",
+}
+
+
+def _chart_crds(charts: Path) -> Iterator[dict[str, Any]]:
+    for folder, pattern in CHART_CRD_SOURCES.items():
+        for path in sorted((charts / folder).glob(pattern)):
+            text = "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("{{"))
+            yield from (doc for doc in _load_all(text) if doc and doc.get("kind") == "CustomResourceDefinition")
+
+
 @cache
 def load_crds(schemas: Path) -> dict[tuple[str, str], dict[str, Any]]:
     crd_dir = schemas / "crds"
@@ -264,6 +284,8 @@ def load_crds(schemas: Path) -> dict[tuple[str, str], dict[str, Any]]:
         for doc in _load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
                 crds[(doc["spec"]["group"], doc["spec"]["names"]["kind"])] = doc
+    for doc in _chart_crds(schemas.parent / "charts"):
+        crds.setdefault((doc["spec"]["group"], doc["spec"]["names"]["kind"]), doc)
     return crds
 
 
