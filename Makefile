@@ -90,7 +90,7 @@ sanity: venv-test ## ansible-test sanity, offline, from a temporary ansible_coll
 units: venv-test ## Unit tests of plugins, harness and playbook logic
 	$(BIN)/pytest tests/unit -q -p no:cacheprovider
 
-manifests: venv-test ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
+manifests: venv-test testbin ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
 	$(BIN)/pytest tests/manifests -q -p no:cacheprovider
 
 testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server) from their Go modules, once per version

@@ -45,6 +45,7 @@ INTENDED = {
         "spec.values.grafana.service.nodePort",
     },
     ("Service", "filewcount", "filewcount"): {"spec.type", "spec.ports.0.nodePort"},
+    ("HelmRelease", "traefik", "traefik"): {"spec.values.service.spec.type", "spec.values.ports"},
     ("StorageClass", "", "gp3"): {"+"},
 }
 
@@ -254,6 +255,16 @@ CHARTS = {
             "prometheus-windows-exporter-0.12.8",
         ],
     ),
+    "traefik": ("traefik-41.3.0", "traefik", []),
+    "cert-manager": ("cert-manager-v1.21.1", "cert-manager", []),
+}
+
+# APIs the cluster serves when helm-controller installs a release (its dependsOn and infrastructure-crds see to it),
+# which `helm template` cannot ask a cluster for: Traefik and cert-manager refuse to render their ServiceMonitors
+# without monitoring.coreos.com/v1, as helm would on a cluster without kube-prometheus-stack.
+API_VERSIONS = {
+    "traefik": ["monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1"],
+    "cert-manager": ["monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1"],
 }
 
 
@@ -276,6 +287,7 @@ def _render(helm: Path, charts: Path, release: str, values: dict[str, Any], work
     values_file = work / f"{release}-{len(list(work.iterdir()))}.yaml"
     values_file.write_text(yaml.safe_dump(values))
     argv = [str(helm), "template", release, str(chart), "-n", namespace, "-f", str(values_file)]
+    argv += [f"--api-versions={api}" for api in API_VERSIONS.get(release, [])]
     proc = subprocess.run(
         [*argv, "--kube-version", f"{validate.KUBERNETES_VERSION}.0"], capture_output=True, text=True, check=False
     )
@@ -325,19 +337,41 @@ def test_rendered_charts_differ_only_as_intended(rendered: dict[Any, dict[Key, d
     volumes = {c: {v["name"] for v in exporter[c]["template"]["spec"]["volumes"]} for c in kps}
     assert "root" not in volumes["kind"]
     assert "root" in volumes["eks"]
+    traefik = {c: rendered[(c, "traefik")][("Service", "traefik", "traefik")]["spec"] for c in ("kind", "eks")}
+    assert traefik["kind"]["type"] == "NodePort"
+    assert {p["name"]: p.get("nodePort") for p in traefik["kind"]["ports"]} == {"web": 30090, "websecure": 30443}
+    assert traefik["eks"]["type"] == "LoadBalancer"
+    assert all("nodePort" not in p for p in traefik["eks"]["ports"])
+    for cluster in ("kind", "eks"):
+        objects = rendered[(cluster, "traefik")]
+        assert ("GatewayClass", "", "traefik") in objects
+        assert not [k for k in objects if k[0] == "Gateway"], "the tree's own Gateway replaces the chart's"
+        assert objects[("ServiceMonitor", "traefik", "traefik")]["metadata"]["labels"]["release"] == (
+            "kube-prometheus-stack"
+        )
+        cert_manager = rendered[(cluster, "cert-manager")]
+        crds = {k[2] for k in cert_manager if k[0] == "CustomResourceDefinition"}
+        assert {"certificates.cert-manager.io", "clusterissuers.cert-manager.io"} <= crds
+        config = yaml.safe_load(cert_manager[("ConfigMap", "cert-manager", "cert-manager")]["data"]["config.yaml"])
+        assert config["gatewayAPI"] == {"enabled": True}
+        assert cert_manager[("ServiceMonitor", "cert-manager", "cert-manager")]["metadata"]["labels"]["release"] == (
+            "kube-prometheus-stack"
+        )
     for objects in kps.values():  # no control-plane or kube-proxy scrape configuration on either
         monitors = {k[2] for k in objects if k[0] == "ServiceMonitor"}
         assert not {m for m in monitors if re.search(r"controller-manager|scheduler|etcd|kube-proxy", m)}, monitors
 
 
-def test_rendered_builtin_objects_validate(rendered: dict[Any, dict[Key, dict[str, Any]]]) -> None:
+def test_rendered_builtin_objects_validate(rendered: dict[Any, dict[Key, dict[str, Any]]], eks: validate.Tree) -> None:
     problems = []
+    custom_kinds = set(eks.crds) | set(validate._tree_crds(eks))
     for (cluster, _release), objects in rendered.items():
         if cluster != "eks":
             continue
         for key, doc in objects.items():
-            if "." in doc["apiVersion"].split("/")[0] and not doc["apiVersion"].split("/")[0].endswith(".k8s.io"):
-                continue  # custom resources (monitoring.coreos.com): the CRDs validate them in the cluster
+            group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
+            if (group, doc["kind"]) in custom_kinds or ("." in group and not group.endswith(".k8s.io")):
+                continue  # custom resources (monitoring.coreos.com, Gateway API): their CRDs validate them
             try:
                 validate.kubernetes_validate.validate(doc, validate.KUBERNETES_VERSION, strict=True)
             except validate.kubernetes_validate.ValidationError as exc:
