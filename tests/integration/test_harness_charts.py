@@ -145,6 +145,18 @@ def test_an_unknown_repository_host_is_refused(flux_cluster):
     assert "charts.example.org" in ready["message"], ready
 
 
+def wait_release_ready(ctx, namespace, name, timeout=300):
+    """Wait until a HelmRelease is Ready; fail at once on a reason that is not transient."""
+
+    def installed():
+        obj, ready = condition(ctx, "helmrelease", namespace, name)
+        if ready.get("status") == "False" and ready.get("reason") not in TRANSIENT_REASONS:
+            pytest.fail(f"HelmRelease {namespace}/{name} failed: {ready}")
+        return ready.get("status") == "True" and obj
+
+    return wait_for(f"HelmRelease {namespace}/{name} to be Ready", installed, timeout, interval=3)
+
+
 def _tree_documents(*relative: str) -> list[dict]:
     docs = []
     for path in relative:
@@ -181,13 +193,7 @@ def test_gateway_api_crds_traefik_and_the_routes(flux_cluster):
     release["spec"]["values"]["metrics"]["prometheus"]["serviceMonitor"]["enabled"] = False
     kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
 
-    def installed():
-        obj, ready = condition(flux_cluster, "helmrelease", "traefik", "traefik")
-        if ready.get("status") == "False" and ready.get("reason") not in TRANSIENT_REASONS:
-            pytest.fail(f"HelmRelease traefik failed: {ready}")
-        return ready.get("status") == "True" and obj
-
-    wait_for("HelmRelease traefik/traefik to be Ready", installed, 300, interval=3)
+    wait_release_ready(flux_cluster, "traefik", "traefik")
     gateway_class = json.loads(kubectl(flux_cluster, "get", "gatewayclass", "traefik", "-o", "json").stdout)
     assert gateway_class["spec"]["controllerName"] == "traefik.io/gateway-controller"
     service = json.loads(kubectl(flux_cluster, "get", "service", "traefik", "-n", "traefik", "-o", "json").stdout)
@@ -236,13 +242,7 @@ def test_cert_manager_chart_and_the_local_ca(flux_cluster):
     release["spec"]["values"]["prometheus"]["servicemonitor"]["enabled"] = False
     kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
 
-    def installed():
-        obj, ready = condition(flux_cluster, "helmrelease", "cert-manager", "cert-manager")
-        if ready.get("status") == "False" and ready.get("reason") not in TRANSIENT_REASONS:
-            pytest.fail(f"HelmRelease cert-manager failed: {ready}")
-        return ready.get("status") == "True" and obj
-
-    wait_for("HelmRelease cert-manager/cert-manager to be Ready", installed, 300, interval=3)
+    wait_release_ready(flux_cluster, "cert-manager", "cert-manager")
     kubectl(flux_cluster, "create", "namespace", "traefik", check=False)
     tls = _tree_documents("kube/infrastructure/configs/tls.yaml")
 
