@@ -244,7 +244,14 @@ def test_cert_manager_chart_and_the_local_ca(flux_cluster):
 
     wait_release_ready(flux_cluster, "cert-manager", "cert-manager")
     kubectl(flux_cluster, "create", "namespace", "traefik", check=False)
-    tls = _tree_documents("kube/infrastructure/configs/tls.yaml")
+    tls = _tree_documents(
+        *(
+            f"kube/infrastructure/configs/tls/{name}"
+            for name in yaml.safe_load((ROOT / "kube/infrastructure/configs/tls/kustomization.yaml").read_text())[
+                "resources"
+            ]
+        )
+    )
 
     # The webhook is called for every cert-manager object: until its CA is injected the API server refuses them.
     def applied():
