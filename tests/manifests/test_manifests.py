@@ -327,8 +327,8 @@ def test_dashboards(tree: validate.Tree) -> None:
         "container_memory_working_set_bytes",
         "kube_pod_container_status_restarts_total",
         # Traefik's per-router series (the chart's metrics.prometheus.addRoutersLabels) for the filewcount route.
-        "traefik_router_requests_total{router=~\"httproute-filewcount-filewcount-.*\"}",
-        "traefik_router_request_duration_seconds_bucket{router=~\"httproute-filewcount-filewcount-.*\"}",
+        'traefik_router_requests_total{router=~"httproute-filewcount-filewcount-.*"}',
+        'traefik_router_request_duration_seconds_bucket{router=~"httproute-filewcount-filewcount-.*"}',
     ):
         assert metric in exprs
     for dashboard in found.values():
