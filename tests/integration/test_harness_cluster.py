@@ -291,6 +291,7 @@ def test_hpa_scales_filewcount_on_simulated_cpu(kind_cluster):
     """
     hpa = yaml.safe_load((APP / "hpa.yaml").read_text())
     behavior = hpa["spec"]["behavior"]
+    harness.apply_gateway_api_crds(kind_cluster["kubeconfig"])  # the app's HTTPRoute needs them
     kubectl(kind_cluster, "apply", "-k", str(APP))
     state = kind_cluster["state"]
     minimum, maximum = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]

@@ -75,6 +75,8 @@ def flux_cluster(tmp_path_factory, git_server):
     ctx = kind_harness.create(tmp_path_factory.mktemp("flux"), node_ports=(30080,))
     ctx["host_port"] = ctx["host_ports"][30080]
     kind_harness.install_flux(ctx)
+    # On a cluster Flux applies them before kube/apps (Kustomization infrastructure-crds); its HTTPRoute needs them.
+    harness.apply_gateway_api_crds(ctx["kubeconfig"])
     yield ctx
     kind_harness.delete(ctx)
 

@@ -280,6 +280,7 @@ def app_cluster(tmp_path):
     ctx = kind_harness.create(tmp_path / "cluster")
     try:
         kubeconfig = ctx["kubeconfig"]
+        harness.apply_gateway_api_crds(kubeconfig)  # the app's HTTPRoute needs them
         harness.kubectl(kubeconfig, "apply", "-k", str(APP))
         fast_down = {
             "spec": {
