@@ -19,7 +19,7 @@ repository. What stands in for them, only as far as the tree and the playbooks n
   type stays not Ready with a condition saying the stand-in cannot issue it.
 
 `reconcile(cluster)` runs the cainjector and controller parts once; workloads.py calls it every pass while the
-Deployment cert-manager/cert-manager exists.
+chart's Deployment cert-manager/cert-manager-webhook exists (it lists that Deployment anyway).
 """
 
 from __future__ import annotations

@@ -1009,15 +1009,17 @@ def kubectl(kubeconfig: str | Path, *args: str, stdin: str | None = None, check:
     return proc
 
 
-def apply_gateway_api_crds(kubeconfig: str | Path) -> None:
-    """Apply the tree's Gateway API CRDs (kube/infrastructure/crds) and wait until they are served.
+def apply_gateway_api_crds(kubeconfig: str | Path) -> str:
+    """Apply the tree's Gateway API CRDs (kube/infrastructure/crds), wait until they are served; kubectl's output.
 
     On a cluster Flux applies them (Kustomization infrastructure-crds) before kube/apps, whose HTTPRoute needs
     them; tests that apply kube/apps alone call this first, as that order would.
     """
-    kubectl(kubeconfig, "apply", "--server-side", "-k", str(HERE.parents[1] / "kube" / "infrastructure" / "crds"))
+    crds = HERE.parents[1] / "kube" / "infrastructure" / "crds"
+    applied = kubectl(kubeconfig, "apply", "--server-side", "-k", str(crds)).stdout
     names = [f"crd/{kind}.gateway.networking.k8s.io" for kind in ("gatewayclasses", "gateways", "httproutes")]
     kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
+    return applied
 
 
 def wait_for(what: str, predicate, timeout: float, interval: float = 1.0):

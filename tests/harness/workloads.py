@@ -37,8 +37,8 @@ Differences from a cluster, all because the programs run on the host:
 - the load test's Job pods (label app.kubernetes.io/name=filewcount-load-test) have their command run on this host
   by jobs.py, one pass per loop, which sets their status and serves their log when the command ends;
 - cert-manager's programs cannot be built here, so certmanager.py stands in for them (a STAND-IN, not the real
-  programs): its webhook behind Deployment cert-manager/cert-manager-webhook, and one pass of its cainjector and
-  issuing controller per loop while Deployment cert-manager/cert-manager exists.
+  programs): its webhook behind Deployment cert-manager/cert-manager-webhook, and, while that Deployment of the
+  chart exists, one pass of its cainjector and issuing controller per loop.
 
 State: <cluster>/flux/processes.json (pid and ports per running program), logs in <cluster>/logs/<name>.log.
 """
@@ -373,11 +373,8 @@ class Supervisor:
         with contextlib.suppress(OSError):
             storage.reconcile_volumes(self.cluster)
         self.load_tests.reconcile_once()
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            status, _body = self.cluster.request(
-                "GET", f"/apis/apps/v1/namespaces/{certmanager.NAMESPACE}/deployments/{certmanager.NAMESPACE}"
-            )
-            if status == 200:  # the chart is installed: its cainjector and controller stand-ins
+        if certmanager.WEBHOOK in self.deployments:  # the chart is installed: its cainjector and controller stand-ins
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 certmanager.reconcile(self.cluster)
 
     def run(self, interval: float = 1.0) -> None:

@@ -173,10 +173,7 @@ def test_gateway_api_crds_traefik_and_the_routes(flux_cluster):
     itself (kwok runs no containers), so no controller programs the Gateway and its status stays the CRD's default
     (Accepted Unknown, "Waiting for controller").
     """
-    proc = kubectl(flux_cluster, "apply", "--server-side", "-k", str(ROOT / "kube" / "infrastructure" / "crds"))
-    assert "gateways.gateway.networking.k8s.io" in proc.stdout
-    names = [f"crd/{kind}.gateway.networking.k8s.io" for kind in ("gatewayclasses", "gateways", "httproutes")]
-    kubectl(flux_cluster, "wait", "--for=condition=Established", "--timeout=60s", *names)
+    assert "gateways.gateway.networking.k8s.io" in harness.apply_gateway_api_crds(flux_cluster["kubeconfig"])
     # The tree's Traefik, less what needs kube-prometheus-stack and cert-manager (not installed on this test
     # cluster): its dependsOn, and the ServiceMonitor whose CRD kube-prometheus-stack brings. Bootstrap's tests
     # install it unedited.
