@@ -25,7 +25,8 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 mkdir -p "$testbin/src"
 
 flux_controllers=(source-controller kustomize-controller helm-controller notification-controller)
-all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm)
+all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm
+  keda-operator keda-adapter)
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=("${all[@]}")
 
@@ -40,6 +41,7 @@ version_of() {
     helm-controller) echo "$HELM_CONTROLLER_VERSION" ;;
     notification-controller) echo "$NOTIFICATION_CONTROLLER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    keda-*) echo "$KEDA_VERSION" ;;
     *) echo "build-testbin: unknown program $1 (known: ${all[*]})" >&2; exit 2 ;;
   esac
 }
@@ -186,6 +188,20 @@ flux_module() {
   echo "$dir"
 }
 
+# KEDA cannot be `go install`ed: its go.mod pins Kubernetes and Prometheus modules with replace directives. Its
+# source, as the Go module proxy serves it (checked against go.sum and the checksum database), is copied to a
+# folder of its own and built there with its own go.mod and go.sum, as its Makefile does (CGO_ENABLED=0).
+keda_module() {
+  local dir="$testbin/src/keda-$KEDA_VERSION" src
+  if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
+  src=$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")
+  [ -f "$src/go.mod" ] || { echo "build-testbin: could not download github.com/kedacore/keda/v2@$KEDA_VERSION" >&2; exit 1; }
+  rm -rf "$dir" && cp -R "$src" "$dir" && chmod -R u+w "$dir"
+  (cd "$dir" && go mod download >/dev/null)
+  touch "$dir/.ready"
+  echo "$dir"
+}
+
 # kwok's CRDs (Metric, ClusterResourceUsage, ClusterPortForward, Logs) and its definitions of the kubelet's resource
 # metrics and of simulated usage are data files of the kwok module; cluster.py reads them from next to the binary,
 # so the repository carries no copy.
@@ -259,6 +275,11 @@ build_one() {
       GOBIN=$tmp go install -trimpath \
         -ldflags "-s -w -X $(helm_module)/internal/version.version=$HELM_VERSION -X $(helm_module)/internal/version.gitTreeState=clean" \
         "$(helm_module)/cmd/helm@$HELM_VERSION" ;;
+    keda-operator|keda-adapter)
+      # cmd/operator is the image's /keda, cmd/adapter its /keda-adapter (the metrics API server).
+      dir=$(keda_module)
+      (cd "$dir" && go build -trimpath -ldflags "-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION" \
+        -o "$tmp/$name" "./cmd/${name#keda-}") ;;
   esac
   install_bin "$name" "$version" "$tmp/$name"
   rm -rf "$tmp"

@@ -40,6 +40,7 @@ REPOSITORIES = {
     ("grafana-community.github.io", "/helm-charts"): ["grafana-12.11.1"],
     ("traefik.github.io", "/charts"): ["traefik-41.3.0"],
     ("charts.jetstack.io", ""): ["cert-manager-v1.21.1"],
+    ("kedacore.github.io", "/charts"): ["keda-2.20.2"],
 }
 DEPENDENCIES = {
     "kube-prometheus-stack-88.5.3": [

@@ -101,6 +101,8 @@ def version_of(name: str) -> str:
     v = versions()
     if name.startswith("kube-") or name == "kubectl":
         return v["KUBERNETES_VERSION"]
+    if name.startswith("keda-"):  # keda-operator and keda-adapter, one module
+        return v["KEDA_VERSION"]
     return v[name.upper().replace("-", "_") + "_VERSION"]
 
 

@@ -25,7 +25,9 @@ v1beta1.metrics.k8s.io APIService, for one) to the process.
 Started with the cluster and not with the Deployments on purpose: it must be running to notice a Deployment, and
 the programs need what bootstrap installs (CRDs, the APIService), which the harness must not apply itself.
 
-Differences from a cluster, all because the programs run on the host:
+Differences from a cluster, all because the programs run on the host (but the first):
+- kustomize- and helm-controller re-check a dependency that was not ready after 5s, not their default 30s
+  (`--requeue-dependency`, a flag of theirs): the harness has no image pulls to overlap those waits with;
 - every address is 127.0.0.1 on a free port: metrics, health, source-controller's artifact storage (advertised
   as 127.0.0.1:<port>, so kustomize- and helm-controller fetch artifacts from it), notification-controller's
   event receiver (the other controllers post their events to it), metrics-server's secure port;
@@ -46,6 +48,7 @@ State: <cluster>/flux/processes.json (pid and ports per running program), logs i
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import signal
@@ -58,11 +61,36 @@ from pathlib import Path
 import certmanager
 import cluster as harness
 import jobs
+import prometheus
 import storage
 
 NAMESPACE = "flux-system"
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
 RESTART_BACKOFF = 10.0
+KEDA_NAMESPACE = "keda"
+KEDA_OPERATOR = "keda-operator"
+KEDA_ADAPTER = "keda-operator-metrics-apiserver"
+KEDA_BINARIES = {KEDA_OPERATOR: "keda-operator", KEDA_ADAPTER: "keda-adapter"}
+# Arguments of KEDA's containers that name addresses or paths inside the container; replaced on the host.
+KEDA_CONTAINER_ONLY_FLAGS = (
+    "--leader-elect",
+    "--cert-dir",
+    "--ca-dir",
+    "--metrics-bind-address",
+    "--health-probe-bind-address",
+    "--metrics-service-bind-address",
+    "--profiling-bind-address",
+    "--port=",
+    "--secure-port",
+    "--client-ca-file",
+    "--tls-cert-file",
+    "--tls-private-key-file",
+)
+# How soon kustomize- and helm-controller look again at a dependency (dependsOn, a HelmChart, a source artifact)
+# that was not ready: 30s by default. The tree chains eight of them, so a bootstrap here would spend minutes
+# waiting on timers; a real cluster spends that time pulling images instead.
+DEPENDENCY_WAITERS = ("kustomize-controller", "helm-controller")
+REQUEUE_DEPENDENCY = "5s"
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,12 @@ WORKLOADS = (
     Workload("git-server", "git-server", (("http", "app"),), node_port=30082),
     # The chart's webhook Deployment, played by the cert-manager stand-in (certmanager.py: not the real program).
     Workload(certmanager.NAMESPACE, certmanager.WEBHOOK, (("https", "secure"),)),
+    # KEDA's operator (the image's /keda) and metrics API server (/keda-adapter), the real programs.
+    Workload(KEDA_NAMESPACE, KEDA_OPERATOR, (("metricsservice", "grpc"), ("metrics", "metrics"))),
+    Workload(KEDA_NAMESPACE, KEDA_ADAPTER, (("https", "secure"), ("metrics", "metrics"))),
+    # kube-prometheus-stack's prometheus-operator Deployment, played by the Prometheus query API stand-in
+    # (prometheus.py: not Prometheus, not the operator), which answers for the Service of the Prometheus it would run.
+    Workload(prometheus.NAMESPACE, prometheus.OPERATOR),
 )
 BY_NAME = {w.name: w for w in WORKLOADS}
 NODEPORTS = Path(__file__).resolve().parent / "nodeports"
@@ -124,6 +158,12 @@ class Supervisor:
             keys.append("receiver")
         if name in ("metrics-server", certmanager.WEBHOOK):
             keys = ["secure"]
+        if name == KEDA_OPERATOR:
+            keys = ["metrics", "health", "grpc"]
+        if name == KEDA_ADAPTER:
+            keys = ["secure", "metrics"]
+        if name == prometheus.OPERATOR:
+            keys = ["app"]
         if BY_NAME[name].node_port:
             keys = ["app"]
         ports = {key: harness.free_port() for key in keys}
@@ -134,6 +174,15 @@ class Supervisor:
     def argv(self, name: str, ports: dict[str, int]) -> list:
         if name == "metrics-server":
             return self.metrics_server_argv(ports)
+        if name in KEDA_BINARIES:
+            return self.keda_argv(name, ports)
+        if name == prometheus.OPERATOR:
+            return [
+                sys.executable,
+                Path(prometheus.__file__).resolve(),
+                f"--cluster-root={self.cluster.root}",
+                f"--port={ports['app']}",
+            ]
         if name == certmanager.WEBHOOK:
             return [
                 sys.executable,
@@ -164,6 +213,8 @@ class Supervisor:
             "--log-level=info",
             "--log-encoding=json",
         ]
+        if name in DEPENDENCY_WAITERS:
+            args.append(f"--requeue-dependency={REQUEUE_DEPENDENCY}")
         if name == "notification-controller":
             args += [f"--events-addr=127.0.0.1:{self.events_port}", f"--receiverAddr=127.0.0.1:{ports['receiver']}"]
         else:
@@ -189,6 +240,75 @@ class Supervisor:
             *harness.metrics_server_host_flags(self.cluster, ports["secure"]),
         ]
 
+    # --- KEDA -----------------------------------------------------------------------------------------------
+    def keda_dir(self, folder: str) -> Path:
+        path = self.cluster.root / "keda" / folder
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def keda_argv(self, name: str, ports: dict[str, int]) -> list:
+        """The chart's container arguments, with this host's addresses, certificate folder and credentials."""
+        container = self.deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        kept = [a for a in container.get("args") or [] if not a.startswith(KEDA_CONTAINER_ONLY_FLAGS)]
+        certs = self.keda_dir("certs")
+        if name == KEDA_OPERATOR:
+            host = [
+                # One operator per cluster here; the chart's --leader-elect only makes a restart wait for the lease.
+                "--leader-elect=false",
+                f"--cert-dir={certs}",
+                f"--ca-dir={self.keda_dir('ca')}",
+                f"--metrics-bind-address=127.0.0.1:{ports['metrics']}",
+                f"--health-probe-bind-address=127.0.0.1:{ports['health']}",
+                f"--metrics-service-bind-address=127.0.0.1:{ports['grpc']}",
+            ]
+        else:
+            kcfg = self.cluster.components_kubeconfig
+            host = [
+                f"--port={ports['metrics']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['secure']}",
+                f"--cert-dir={certs}",
+                f"--tls-cert-file={certs / 'tls.crt'}",
+                f"--tls-private-key-file={certs / 'tls.key'}",
+                f"--client-ca-file={certs / 'ca.crt'}",
+                f"--lister-kubeconfig={kcfg}",
+                f"--authentication-kubeconfig={kcfg}",
+                f"--authorization-kubeconfig={kcfg}",
+            ]
+        return [harness.binary(KEDA_BINARIES[name]), *kept, *host]
+
+    def keda_environment(self, name: str) -> dict[str, str]:
+        """The container's literal env values, and what the pod would give it (its namespace, its name)."""
+        container = self.deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        # An empty value (WATCH_NAMESPACE: all namespaces) comes back from the API server as no value at all.
+        env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "valueFrom" not in e}
+        return {
+            **env,
+            "POD_NAMESPACE": KEDA_NAMESPACE,
+            "POD_NAME": f"{name}-harness",
+            "OPERATOR_NAME": KEDA_OPERATOR,
+            # Read from the ServiceAccount's mounted namespace file in a pod.
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+        }
+
+    def sync_keda_certificates(self) -> None:
+        """Play the Secret volume of KEDA's pods: the operator writes its CA and serving certificate to the Secret
+        keda/kedaorg-certs and waits for them in its certificate folder; the metrics API server reads them there."""
+        status, secret = self.cluster.request("GET", f"/api/v1/namespaces/{KEDA_NAMESPACE}/secrets/kedaorg-certs")
+        if status != 200 or not isinstance(secret, dict):
+            return
+        certs = self.keda_dir("certs")
+        for key, value in (secret.get("data") or {}).items():
+            data = base64.b64decode(value)
+            path = certs / key
+            with contextlib.suppress(FileNotFoundError):
+                if path.read_bytes() == data:
+                    continue
+            tmp = path.with_name(f".{key}.tmp")
+            tmp.write_bytes(data)
+            tmp.chmod(0o600)
+            tmp.replace(path)
+
     def start(self, name: str) -> None:
         ports = self.ports(name)
         env = {
@@ -196,6 +316,7 @@ class Supervisor:
             "RUNTIME_NAMESPACE": NAMESPACE,
             # Chart repositories at their real URLs and Services by name (network.py), as Flux documents a proxy.
             **harness.proxy_environment(self.cluster),
+            **(self.keda_environment(name) if name in KEDA_BINARIES else {}),
         }
         pid = harness.popen(self.cluster.logs / f"{name}.log", self.argv(name, ports), self.cluster.root, env)
         self.running[name] = {"pid": pid, "ports": ports}
@@ -250,6 +371,11 @@ class Supervisor:
                     if name in by_name:
                         key = f"{workload.namespace}/{meta['name']}:{port['port']}"
                         found[key] = f"127.0.0.1:{entry['ports'][by_name[name]]}"
+        standin = self.running.get(prometheus.OPERATOR)
+        if standin and prometheus.OPERATOR in self.deployments:
+            # The Prometheus the operator would run, played by the query API stand-in.
+            key = f"{prometheus.NAMESPACE}/{prometheus.SERVICE}:{prometheus.SERVICE_PORT}"
+            found[key] = f"127.0.0.1:{standin['ports']['app']}"
         return found
 
     def write_backends(self) -> None:
@@ -376,6 +502,9 @@ class Supervisor:
         if certmanager.WEBHOOK in self.deployments:  # the chart is installed: its cainjector and controller stand-ins
             with contextlib.suppress(OSError, ValueError, KeyError):
                 certmanager.reconcile(self.cluster)
+        if KEDA_OPERATOR in self.deployments:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self.sync_keda_certificates()
 
     def run(self, interval: float = 1.0) -> None:
         stopping = []
