@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
 if str(HARNESS) not in sys.path:
     sys.path.insert(0, str(HARNESS))
+import chartrepo  # noqa: E402
 import cluster as harness  # noqa: E402
+import prometheus  # noqa: E402
 import workloads  # noqa: E402
 
 KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
@@ -204,3 +206,53 @@ def delete(ctx: dict) -> None:
     pids = [c["pid"] for c in record.values()] + list(state.pids.values())
     assert not [pid for pid in pids if harness._alive(pid)], "kind delete cluster left harness processes running"
     assert not state.root.exists(), f"kind delete cluster left {state.root}"
+
+
+def install_keda(kubeconfig: Path, tmp: Path) -> None:
+    """KEDA for a cluster that runs kube/apps without Flux: the chart from ../shared/charts with the tree's values,
+    installed by the harness's Helm as helm-controller installs it, less its ServiceMonitors, whose CRD
+    kube-prometheus-stack brings (bootstrap installs the HelmRelease unedited). Then the two objects of
+    kube-prometheus-stack that the Prometheus stand-in (tests/harness/prometheus.py) plays: the operator's
+    Deployment, for which the harness runs it, and the Service that the ScaledObject's trigger asks."""
+    release = yaml.safe_load((ROOT / "kube/infrastructure/controllers/keda/helmrelease.yaml").read_text())
+    values = release["spec"]["values"]
+    for part in ("operator", "metricServer"):
+        values["prometheus"][part]["serviceMonitor"]["enabled"] = False
+    chart = chartrepo.charts_dir() / f"keda-{release['spec']['chart']['spec']['version']}"
+    values_file = tmp / "keda-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    helm = [str(harness.binary("helm")), f"--kubeconfig={kubeconfig}"]
+    subprocess.run(
+        [*helm, "install", "keda", str(chart), "--namespace=keda", "--create-namespace", f"--values={values_file}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    labels = {"app.kubernetes.io/name": "prometheus-operator"}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": prometheus.NAMESPACE}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": prometheus.OPERATOR, "namespace": prometheus.NAMESPACE},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "kube-prometheus-stack", "image": "quay.io/prometheus-operator"}]},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": prometheus.SERVICE, "namespace": prometheus.NAMESPACE},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "prometheus"},
+                "ports": [{"name": "http-web", "port": prometheus.SERVICE_PORT}],
+            },
+        },
+    ]
+    harness.kubectl(kubeconfig, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(o) for o in objects))
+    # The ScaledObject CRD is established and the operator answers before the app's ScaledObject is applied.
+    harness.kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s")

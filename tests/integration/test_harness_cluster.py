@@ -4,7 +4,7 @@ the stand-in kind CLI as bootstrap starts it, with kwok simulating the kind node
 Each test proves one property that a fake API could not: the pinned server version, a Ready node named as
 kind names it, Deployments rolled out by the real controllers through kubernetes.core, namespace deletion that
 garbage-collects, server-side apply conflicts and validation from the real API server, Job pods that succeed, the
-metrics API, and the real HPA controller scaling filewcount by the behaviour hpa.yaml declares.
+metrics API, and KEDA with the real HPA controller scaling filewcount by the behaviour its ScaledObject declares.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
 sys.path.insert(0, str(HARNESS))
 import cluster as harness  # noqa: E402
+import prometheus  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kind_harness  # noqa: E402
 
 KIND = [sys.executable, str(HARNESS / "bin" / "kind")]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
@@ -282,47 +286,63 @@ def replicas(kind_cluster):
     return get_json(kind_cluster, "deployment", "filewcount", "-n", "filewcount").get("status", {}).get("replicas", 0)
 
 
-def test_hpa_scales_filewcount_on_simulated_cpu(kind_cluster):
-    """The tree's filewcount app (Namespace, Deployment, Service, HPA, PDB) unchanged, under the real HPA controller.
+def test_keda_scales_filewcount_on_the_request_rate_then_back(kind_cluster):
+    """The tree's filewcount app (Namespace, Deployment, Service, HTTPRoute, ScaledObject, PDB) unchanged.
 
-    Up: every pod uses 200m of its 100m request (200 %, target 70 %), so the HPA adds pods by its scaleUp policies
-    (+100 % or +3 pods per 30 s) to maxReplicas. Down: usage back to 1m; the HPA must wait out its 300 s
-    stabilization window and then remove at most 2 pods per 60 s.
+    Real: KEDA's operator turning the ScaledObject into the HorizontalPodAutoscaler filewcount and querying
+    Prometheus; KEDA's metrics API server answering the external metric through the API server's aggregation
+    layer; metrics-server for the CPU trigger; the HPA controller scaling. STAND-IN: Prometheus's query API
+    (tests/harness/prometheus.py), which returns the request rate this test sets for the trigger's query.
+
+    Up: 1000 requests per second against 25 per pod asks for 40 pods, so the HPA adds pods by its scaleUp policies
+    (+100 % or +3 pods per 30 s) to maxReplicas. Down: the rate back to none (an empty result, which the trigger
+    reads as 0); the HPA must wait out its 300 s stabilization window and then remove at most 2 pods per 60 s.
     """
-    hpa = yaml.safe_load((APP / "hpa.yaml").read_text())
-    behavior = hpa["spec"]["behavior"]
+    scaled = yaml.safe_load((APP / "scaledobject.yaml").read_text())
+    spec = scaled["spec"]
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    trigger = next(t for t in spec["triggers"] if t["type"] == "prometheus")
+    query = trigger["metadata"]["query"]
+    root = kind_cluster["state"].root
+    kind_harness.install_keda(kind_cluster["kubeconfig"], kind_cluster["tmp"])
     harness.apply_gateway_api_crds(kind_cluster["kubeconfig"])  # the app's HTTPRoute needs them
     kubectl(kind_cluster, "apply", "-k", str(APP))
-    state = kind_cluster["state"]
-    minimum, maximum = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+    minimum, maximum = spec["minReplicaCount"], spec["maxReplicaCount"]
+
+    def hpa():
+        proc = kubectl(kind_cluster, "get", "hpa", "filewcount", "-n", "filewcount", "-o", "json", check=False)
+        return proc.returncode == 0 and json.loads(proc.stdout)
+
+    made = wait_for("KEDA to make the HorizontalPodAutoscaler filewcount", hpa, 180, interval=2)
+    assert [o["kind"] for o in made["metadata"]["ownerReferences"]] == ["ScaledObject"]
+    assert made["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert {m["type"] for m in made["spec"]["metrics"]} == {"External", "Resource"}
     wait_for(f"the HPA to raise filewcount to {minimum}", lambda: replicas(kind_cluster) >= minimum, 120)
-    kubectl(kind_cluster, "rollout", "status", "deployment/filewcount", "-n", "filewcount", "--timeout=120s")
 
-    # The metrics API answers for the pods (kubectl top reads metrics.k8s.io through the aggregator).
-    def top_pods():
-        proc = kubectl(kind_cluster, "top", "pods", "-n", "filewcount", "--no-headers", check=False)
-        return proc.returncode == 0 and proc.stdout.count("filewcount-") >= minimum and proc.stdout
+    def reads_both():
+        current = (hpa().get("status") or {}).get("currentMetrics") or []
+        return {m["type"] for m in current} == {"External", "Resource"} and current
 
-    top = wait_for("kubectl top to list the filewcount pods", top_pods, 120, interval=3)
-    # kwok's default usage is 1m CPU and 1Mi per container; metrics-server reports a rate, so allow rounding.
-    cpu = [int(line.split()[1].rstrip("m")) for line in top.splitlines()]
-    assert all(0 < m <= 5 for m in cpu), top
+    current = wait_for("the HPA to read the request rate and CPU", reads_both, 180, interval=3)
+    external = next(m["external"] for m in current if m["type"] == "External")
+    assert external["current"]["averageValue"] == "0", current
+    assert query in prometheus.queries(root), "KEDA never asked the trigger's query"
 
-    harness.set_usage(state.root.parent.parent, NAME, "filewcount", cpu="200m")
+    prometheus.set_value(root, query, 1000)
     raised = time.monotonic()
     wait_for(f"the HPA to scale filewcount above {minimum}", lambda: replicas(kind_cluster) > minimum, 120, interval=2)
     first_up = time.monotonic() - raised
-    wait_for(f"the HPA to reach maxReplicas {maximum}", lambda: replicas(kind_cluster) == maximum, 240, interval=2)
-    status = get_json(kind_cluster, "hpa", "filewcount", "-n", "filewcount")["status"]
-    assert status["currentMetrics"][0]["resource"]["current"]["averageUtilization"] >= 150
+    wait_for(f"the HPA to reach maxReplicaCount {maximum}", lambda: replicas(kind_cluster) == maximum, 240, interval=2)
+    status = hpa()["status"]
+    assert status["desiredReplicas"] == maximum, status
     print(f"scale-up: above {minimum} after {first_up:.0f} s, at {maximum} after {time.monotonic() - raised:.0f} s")
 
-    harness.set_usage(state.root.parent.parent, NAME, "filewcount")
+    prometheus.set_value(root, query, None)
     lowered = time.monotonic()
     window = behavior["scaleDown"]["stabilizationWindowSeconds"]
     step = behavior["scaleDown"]["policies"][0]
     history = []  # (seconds since lowered, replicas)
-    while time.monotonic() - lowered < window + 2 * step["periodSeconds"] + 60:
+    while time.monotonic() - lowered < window + 2 * step["periodSeconds"] + 90:
         history.append((time.monotonic() - lowered, replicas(kind_cluster)))
         drops = [t for (t, n), (_then, before) in zip(history[1:], history, strict=False) if n < before]
         if len(drops) >= 2:
@@ -332,8 +352,8 @@ def test_hpa_scales_filewcount_on_simulated_cpu(kind_cluster):
     drops = [(t, before - n) for (t, n), (_then, before) in zip(history[1:], history, strict=False) if n < before]
     assert len(drops) >= 2, f"the HPA did not scale down twice: {history[-5:]}"
     # Nothing before the stabilization window. The window runs from the HPA's last sync that still read the high
-    # usage, which may fall up to one sync period (15 s) before this test's clock started; seen here: 299 s.
-    assert drops[0][0] >= window - 15, drops
+    # rate, which may fall up to one sync period (15 s) plus KEDA's polling interval before this test's clock.
+    assert drops[0][0] >= window - 15 - spec["pollingInterval"], drops
     # At most `value` pods per period: each step removes at most 2, and the next comes a period later.
     assert all(n <= step["value"] for _when, n in drops), drops
     assert drops[1][0] - drops[0][0] >= step["periodSeconds"] - 5, drops

@@ -274,27 +274,50 @@ def busy_while_loaded(ctx: dict, idle_after: float = 2.0):
 
 @pytest.fixture
 def app_cluster(tmp_path):
-    """A harness cluster running kube/apps/filewcount, its HPA reading CPU. The HPA scales down after a 30 s window
-    by 100 % per 15 s instead of hpa.yaml's 300 s and 2 pods a minute, so the scale-down shows in a minute or two;
-    tests/unit/roles/load_test/test_profiles.py checks the default profile against hpa.yaml's own numbers."""
+    """A harness cluster running kube/apps/filewcount and KEDA, the HPA KEDA makes reading CPU. It scales down after
+    a 30 s window by 100 % per 15 s instead of the ScaledObject's 300 s and 2 pods a minute, so the scale-down shows
+    in a minute or two; tests/unit/roles/load_test/test_profiles.py checks the default profile against the
+    ScaledObject's own numbers."""
     ctx = kind_harness.create(tmp_path / "cluster")
     try:
         kubeconfig = ctx["kubeconfig"]
+        kind_harness.install_keda(kubeconfig, tmp_path)
         harness.apply_gateway_api_crds(kubeconfig)  # the app's HTTPRoute needs them
         harness.kubectl(kubeconfig, "apply", "-k", str(APP))
+        # KEDA owns the HPA and puts back any edit of it, so the change goes to the ScaledObject.
         fast_down = {
             "spec": {
-                "behavior": {
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 30,
-                        "selectPolicy": "Min",
-                        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+                "advanced": {
+                    "horizontalPodAutoscalerConfig": {
+                        "behavior": {
+                            "scaleDown": {
+                                "stabilizationWindowSeconds": 30,
+                                "selectPolicy": "Min",
+                                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+                            }
+                        }
                     }
                 }
             }
         }
         harness.kubectl(
-            kubeconfig, "patch", "hpa", "filewcount", "-n", "filewcount", "--type=merge", "-p", json.dumps(fast_down)
+            kubeconfig,
+            "patch",
+            "scaledobject",
+            "filewcount",
+            "-n",
+            "filewcount",
+            "--type=merge",
+            "-p",
+            json.dumps(fast_down),
+        )
+        harness.wait_for(
+            "KEDA to make the HPA filewcount",
+            lambda: (
+                harness.kubectl(kubeconfig, "get", "hpa", "filewcount", "-n", "filewcount", check=False).returncode == 0
+            ),
+            180,
+            interval=2,
         )
         harness.kubectl(kubeconfig, "rollout", "status", "deployment/filewcount", "-n", "filewcount", "--timeout=180s")
 
@@ -313,7 +336,7 @@ def app_cluster(tmp_path):
 
 def test_default_profile_shows_the_scale_up_and_the_scale_down(tmp_path, app_cluster):
     ctx = app_cluster
-    hpa = yaml.safe_load((APP / "hpa.yaml").read_text())["spec"]
+    spec = yaml.safe_load((APP / "scaledobject.yaml").read_text())["spec"]
     with busy_while_loaded(ctx) as url:
         proc = play(
             tmp_path,
@@ -334,13 +357,13 @@ def test_default_profile_shows_the_scale_up_and_the_scale_down(tmp_path, app_clu
     assert results["cmd"][1:7] == ["-t", "120", "-n", "1000000", "-c", "10"]
     assert results["report"]["time_taken_s"] >= 119
     summary = results["hpa"]
-    assert summary["initial_replicas"] == hpa["minReplicas"]
-    assert summary["scaled_up"] and summary["max_current_replicas"] > hpa["minReplicas"], summary
-    # Sampling went on after ab until the replicas were back, well before the profile's 540 s.
-    assert summary["scaled_down"] and summary["final_replicas"] == hpa["minReplicas"], summary
+    assert summary["initial_replicas"] == spec["minReplicaCount"]
+    assert summary["scaled_up"] and summary["max_current_replicas"] > spec["minReplicaCount"], summary
+    # Sampling went on after ab until the replicas were back, well before the profile's 600 s.
+    assert summary["scaled_down"] and summary["final_replicas"] == spec["minReplicaCount"], summary
     assert summary["samples_after_load"] >= 2
     after = [s for s in results["samples"] if s["offset_s"] >= results["load_ended_offset_s"]]
     assert after[-1]["offset_s"] - results["load_ended_offset_s"] < 300, after[-1]
     markdown = (report_dir / "report.md").read_text()
-    assert f"- Replicas at the end: {hpa['minReplicas']}; scaled back down: True" in markdown
+    assert f"- Replicas at the end: {spec['minReplicaCount']}; scaled back down: True" in markdown
     assert "The HPA scaled from 3 to" in proc.stdout

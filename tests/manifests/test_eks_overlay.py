@@ -3,12 +3,15 @@
 Run: ``.venv/bin/pytest tests/manifests/test_eks_overlay.py -q`` (schemas from FILEWCOUNT_SCHEMAS_DIR). The tree is
 built with the same ``validate.load_tree`` as kube/clusters/kind, from the sync path kube/clusters/eks; the
 optional load balancer patches are taken from docs/eks.md and checked the same way. When the harness's Helm and the
-chart sources (../shared/charts) are present, both charts are also rendered with kind's and EKS's values.
+chart sources (../shared/charts) are present, the charts are also rendered with kind's and EKS's values, and what
+they render is validated like the tree: built-in kinds against Kubernetes, custom resources against their CRDs, and
+the CRDs that validate.py reads from the chart sources against the ones the charts render.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -257,14 +260,17 @@ CHARTS = {
     ),
     "traefik": ("traefik-41.3.0", "traefik", []),
     "cert-manager": ("cert-manager-v1.21.1", "cert-manager", []),
+    "keda": ("keda-2.20.2", "keda", []),
 }
 
 # APIs the cluster serves when helm-controller installs a release (its dependsOn and infrastructure-crds see to it),
 # which `helm template` cannot ask a cluster for: Traefik and cert-manager refuse to render their ServiceMonitors
-# without monitoring.coreos.com/v1, as helm would on a cluster without kube-prometheus-stack.
+# without monitoring.coreos.com/v1, as helm would on a cluster without kube-prometheus-stack. keda 2.20.2 asks for no
+# API (its ServiceMonitors render whenever enabled); it is given what its dependsOn guarantees all the same.
 API_VERSIONS = {
     "traefik": ["monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1"],
     "cert-manager": ["monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1"],
+    "keda": ["monitoring.coreos.com/v1"],
 }
 
 
@@ -360,6 +366,77 @@ def test_rendered_charts_differ_only_as_intended(rendered: dict[Any, dict[Key, d
     for objects in kps.values():  # no control-plane or kube-proxy scrape configuration on either
         monitors = {k[2] for k in objects if k[0] == "ServiceMonitor"}
         assert not {m for m in monitors if re.search(r"controller-manager|scheduler|etcd|kube-proxy", m)}, monitors
+
+
+def test_rendered_keda_serves_the_scaled_object(
+    rendered: dict[Any, dict[Key, dict[str, Any]]], kind: validate.Tree
+) -> None:
+    """KEDA's chart installs what the ScaledObject of filewcount needs, with the resources the HelmRelease sets."""
+    values = _values(kind, "keda")
+    (scaled,) = [o for o in kind.flux_objects() if o.kind == "ScaledObject"]
+    for cluster in ("kind", "eks"):
+        keda = rendered[(cluster, "keda")]
+        crds = {k[2] for k in keda if k[0] == "CustomResourceDefinition"}
+        assert {"scaledobjects.keda.sh", "triggerauthentications.keda.sh"} <= crds
+        # The HPA controller reads the trigger's value through KEDA's external metrics API.
+        assert ("APIService", "", "v1beta1.external.metrics.k8s.io") in keda
+        # The chart leaves the ServiceMonitors' namespace to Helm, which puts them in the release's.
+        for monitor in ("keda-operator", "keda-operator-metrics-apiserver"):
+            assert keda[("ServiceMonitor", "", monitor)]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        # resources is keyed by component (validate.BY_COMPONENT): each Deployment gets its own.
+        for deployment, component in (
+            ("keda-operator", "operator"),
+            ("keda-operator-metrics-apiserver", "metricServer"),
+            ("keda-admission-webhooks", "webhooks"),
+        ):
+            (container,) = keda[("Deployment", "keda", deployment)]["spec"]["template"]["spec"]["containers"]
+            assert container["resources"] == values["resources"][component], deployment
+        # The prometheus trigger asks kube-prometheus-stack's Prometheus Service.
+        for trigger in scaled.spec["triggers"]:
+            if trigger["type"] == "prometheus":
+                url = re.fullmatch(r"http://([\w-]+)\.([\w-]+)\.svc:(\d+)", trigger["metadata"]["serverAddress"])
+                assert url, trigger["metadata"]["serverAddress"]
+                service = rendered[(cluster, "kube-prometheus-stack")][("Service", url[2], url[1])]
+                assert int(url[3]) in [port["port"] for port in service["spec"]["ports"]]
+
+
+def test_chart_crds_read_from_the_sources_are_the_rendered_ones(
+    rendered: dict[Any, dict[Key, dict[str, Any]]], eks: validate.Tree
+) -> None:
+    """validate.py's text-level reading of the charts' templated CRDs gives the spec that Helm renders."""
+    compared = set()
+    for (cluster, release), objects in rendered.items():
+        if cluster != "eks" or release not in validate.CHART_CRD_GROUPS:
+            continue
+        for doc in objects.values():
+            if doc["kind"] == "CustomResourceDefinition":
+                key = (doc["spec"]["group"], doc["spec"]["names"]["kind"])
+                assert eks.crds[key]["spec"] == doc["spec"], doc["metadata"]["name"]
+                compared.add(key)
+    assert {("keda.sh", "ScaledObject"), ("cert-manager.io", "Certificate")} <= compared
+
+
+def test_rendered_custom_resources_match_their_crds(
+    rendered: dict[Any, dict[Key, dict[str, Any]]], eks: validate.Tree
+) -> None:
+    crds = {**validate._tree_crds(eks), **eks.crds}
+    problems, checked = [], set()
+    for (cluster, release), objects in rendered.items():
+        for key, doc in objects.items():
+            group, _, version = doc["apiVersion"].rpartition("/")
+            crd = crds.get((group, doc["kind"]))
+            if crd is None:
+                continue  # built in (test_rendered_builtin_objects_validate), or a kind without a pinned CRD
+            served = {v["name"]: v for v in crd["spec"]["versions"] if v.get("served", True)}
+            if version not in served:
+                problems.append(f"{cluster} {release} {key}: {doc['apiVersion']} is not served")
+                continue
+            schema = served[version].get("schema", {}).get("openAPIV3Schema", {})
+            validator = validate._crd_validator(json.dumps(schema, sort_keys=True))
+            problems += [f"{cluster} {release} {key}: {e.message}" for e in validator.iter_errors(doc)]
+            checked.add((release, doc["kind"]))
+    assert problems == []
+    assert {("keda", "ServiceMonitor"), ("traefik", "GatewayClass"), ("cert-manager", "ServiceMonitor")} <= checked
 
 
 def test_rendered_builtin_objects_validate(rendered: dict[Any, dict[Key, dict[str, Any]]], eks: validate.Tree) -> None:

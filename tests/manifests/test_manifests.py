@@ -3,7 +3,7 @@
 Run: ``.venv/bin/pytest tests/manifests -q`` (schema directory from FILEWCOUNT_SCHEMAS_DIR, default
 ../shared/schemas). Negative fixtures live in fixtures/negative/<check>/<case>/: the real tree plus one
 mistake (files overlaid under kube/ and/or edits.yaml), and each must make its check report the message
-listed in NEGATIVE below.
+listed in NEGATIVE below (a tuple: exactly these problems, one each).
 """
 
 from __future__ import annotations
@@ -21,11 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate
 
 HERE = Path(__file__).resolve().parent
+TWO_AUTOSCALERS = (
+    "Deployment filewcount/filewcount is scaled by both ScaledObject filewcount/filewcount "
+    "(kube/apps/filewcount/scaledobject.yaml) and HorizontalPodAutoscaler filewcount/filewcount "
+    "(kube/apps/filewcount/hpa.yaml), which fight over its replicas; remove the HorizontalPodAutoscaler "
+    "filewcount/filewcount: the ScaledObject filewcount/filewcount makes its own."
+)
 NEGATIVE_DIR = HERE / "fixtures" / "negative"
 POSITIVE_DIR = HERE / "fixtures" / "positive"
 
-# (check, case) -> a substring the check's report must contain.
-NEGATIVE = {
+# (check, case) -> a substring the check's report must contain, or a tuple of substrings: the check reports
+# exactly one problem containing each, and nothing else.
+NEGATIVE: dict[tuple[str, str], str | tuple[str, ...]] = {
     (
         "build",
         "missing-resource",
@@ -60,6 +67,10 @@ NEGATIVE = {
         "FluxPodsRestarting in group flux.pods is not valid PromQL"
     ),
     ("crd", "bad-enum"): "at spec.driftDetection.mode: 'on' is not one of ['enabled', 'warn', 'disabled'].",
+    ("crd", "scaledobject-hpa-field"): (
+        "ScaledObject filewcount/filewcount (kube/apps/filewcount/scaledobject.yaml): does not match the "
+        "ScaledObject CRD at spec: Additional properties are not allowed ('minReplicas' was unexpected).",
+    ),
     ("crd", "unserved-version"): (
         "monitoring.coreos.com/v1beta1 is not served by the pinned PrometheusRule CRD (served: v1); "
         "use monitoring.coreos.com/v1."
@@ -70,6 +81,10 @@ NEGATIVE = {
         "helmrelease.yaml): values key grafana.service.nodeport is not a value of chart kube-prometheus-stack 88.5.3"
     ),
     ("values", "unpinned-values"): "chart metrics-server 3.12.2 has no pinned values in",
+    ("values", "by-component-typo"): (
+        "HelmRelease keda/keda (kube/infrastructure/controllers/keda/helmrelease.yaml): values key "
+        "resources.metricsServer is not a value of chart keda 2.20.2",
+    ),
     ("values", "values-from-configmap"): (
         "values from ConfigMap kube-system/metrics-server-values (values.yaml) key argz is not a value of chart "
         "metrics-server 3.13.1"
@@ -102,14 +117,21 @@ NEGATIVE = {
     ("policy", "no-probes"): "container filewcount has no readinessProbe",
     ("policy", "replicas-with-hpa"): (
         "Deployment filewcount/filewcount (kube/apps/filewcount/deployment.yaml): sets spec.replicas although "
-        "HorizontalPodAutoscaler filewcount/filewcount scales it"
+        "ScaledObject filewcount/filewcount scales it, so every apply resets the replica count; remove spec.replicas "
+        "(minReplicaCount applies).",
     ),
     ("policy", "unpinned-chart"): "chart version 88.x is not pinned",
     ("policy", "beta-flux-api"): (
         "uses the beta Flux API kustomize.toolkit.fluxcd.io/v1beta2, which Flux 2.8 removed; use "
         "kustomize.toolkit.fluxcd.io/v1."
     ),
-    ("policy", "hpa-v1"): "uses autoscaling/v1; use autoscaling/v2.",
+    # The v1 HPA is also a second autoscaler of filewcount, next to the tree's ScaledObject.
+    ("policy", "hpa-v1"): (
+        "HorizontalPodAutoscaler filewcount/filewcount (kube/apps/filewcount/hpa.yaml): uses autoscaling/v1; use "
+        "autoscaling/v2.",
+        TWO_AUTOSCALERS,
+    ),
+    ("policy", "hpa-and-scaledobject"): (TWO_AUTOSCALERS,),
     ("policy", "no-namespace"): "Service filewcount (kube/apps/filewcount/service.yaml): has no metadata.namespace",
 }
 
@@ -181,7 +203,14 @@ def test_negative_fixture_fails_its_check(schemas: Path, tmp_path: Path, check: 
     root = validate.materialize_fixture(NEGATIVE_DIR / check / case, tmp_path)
     problems = validate.CHECKS[check](validate.load_tree(root, schemas))
     expected = NEGATIVE[(check, case)]
-    assert any(expected in p for p in problems), f"expected {expected!r} in:\n" + "\n".join(problems)
+    if isinstance(expected, str):
+        assert any(expected in p for p in problems), f"expected {expected!r} in:\n" + "\n".join(problems)
+    else:
+        # Each problem contains one expected substring, and each substring is in one problem.
+        matches = [[e for e in expected if e in p] for p in problems]
+        assert all(len(m) == 1 for m in matches) and sorted(m[0] for m in matches) == sorted(expected), (
+            f"expected exactly {expected!r}, got:\n" + "\n".join(problems)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,6 +262,74 @@ def test_unknown_value_paths_stop_at_free_form_keys_and_lists() -> None:
     assert validate.unknown_value_paths(values, known) == ["a.c", "z"]
 
 
+def test_unknown_value_paths_check_the_components_of_a_map_keyed_by_component() -> None:
+    known = frozenset({"resources", "resources.operator", "resources.operator.limits", "resources.webhooks"})
+    values = {"resources": {"operator": {"requests": {"ephemeral-storage": "1Gi"}}, "operatr": {"limits": {}}}}
+    assert validate.unknown_value_paths(values, known) == []
+    assert validate.unknown_value_paths(values, known, by_component=frozenset({"resources"})) == ["resources.operatr"]
+
+
+def _autoscaler(kind: str, name: str, target: dict[str, str]) -> dict[str, object]:
+    api = "keda.sh/v1alpha1" if kind == "ScaledObject" else "autoscaling/v2"
+    return {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "filewcount"},
+        "spec": {"scaleTargetRef": target},
+    }
+
+
+HPA_TARGET = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "filewcount"}
+
+
+@pytest.mark.parametrize(
+    ("scalers", "problems"),
+    [
+        pytest.param(
+            [("HorizontalPodAutoscaler", "a", HPA_TARGET), ("ScaledObject", "b", {"name": "filewcount"})],
+            [
+                "Deployment filewcount/filewcount is scaled by both ScaledObject filewcount/b (t.yaml) and "
+                "HorizontalPodAutoscaler filewcount/a (t.yaml), which fight over its replicas; remove the "
+                "HorizontalPodAutoscaler filewcount/a: the ScaledObject filewcount/b makes its own."
+            ],
+            id="hpa-and-scaledobject-kind-defaults-to-deployment",
+        ),
+        pytest.param(
+            [("HorizontalPodAutoscaler", "a", HPA_TARGET), ("HorizontalPodAutoscaler", "b", HPA_TARGET)],
+            [
+                "Deployment filewcount/filewcount is scaled by both HorizontalPodAutoscaler filewcount/a (t.yaml) "
+                "and HorizontalPodAutoscaler filewcount/b (t.yaml), which fight over its replicas; keep one "
+                "HorizontalPodAutoscaler, HorizontalPodAutoscaler filewcount/a or HorizontalPodAutoscaler filewcount/b."
+            ],
+            id="two-hpas",
+        ),
+        pytest.param(
+            [("ScaledObject", "a", {"name": "filewcount"}), ("ScaledObject", "b", HPA_TARGET)],
+            [
+                "Deployment filewcount/filewcount is scaled by both ScaledObject filewcount/a (t.yaml) and "
+                "ScaledObject filewcount/b (t.yaml), which fight over its replicas; keep one ScaledObject, "
+                "ScaledObject filewcount/a or ScaledObject filewcount/b (KEDA's webhook rejects the second)."
+            ],
+            id="two-scaledobjects",
+        ),
+        pytest.param(
+            [
+                ("HorizontalPodAutoscaler", "a", HPA_TARGET),
+                ("ScaledObject", "b", {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "filewcount"}),
+                ("ScaledObject", "c", {"name": "other"}),
+            ],
+            [],
+            id="different-targets",
+        ),
+    ],
+)
+def test_one_autoscaler_per_workload(scalers: list[tuple[str, str, dict[str, str]]], problems: list[str]) -> None:
+    unit = validate.Unit("kube/apps", None, "test")
+    unit.objects = [validate.Obj(_autoscaler(*scaler), unit, "t.yaml") for scaler in scalers]
+    tree = validate.Tree(validate.REPO_ROOT, Path("."), [unit], [], {})
+    assert validate.check_policy(tree) == problems
+
+
 # ---------------------------------------------------------------------------------------------------
 # The contract other parts of the project rely on (../shared/DESIGN.md, /tmp/agents/COMMON.md)
 # ---------------------------------------------------------------------------------------------------
@@ -274,6 +371,7 @@ def test_helm_releases(tree: validate.Tree) -> None:
         ),
         ("traefik", "traefik"): ("traefik", "41.3.0", "traefik", "https://traefik.github.io/charts"),
         ("cert-manager", "cert-manager"): ("cert-manager", "v1.21.1", "jetstack", "https://charts.jetstack.io"),
+        ("keda", "keda"): ("keda", "2.20.2", "kedacore", "https://kedacore.github.io/charts"),
     }
     assert set(releases) == set(expected)
     for key, (chart, version, repo, url) in expected.items():
@@ -374,7 +472,7 @@ def test_filewcount_app(tree: validate.Tree) -> None:
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "docker.io/bldrtech/filewcount:1.0"
     assert [p["containerPort"] for p in container["ports"]] == [80]
-    assert "replicas" not in deploy["spec"]  # the HPA owns it (minReplicas 3)
+    assert "replicas" not in deploy["spec"]  # the HPA KEDA makes from the ScaledObject owns it (minReplicaCount 3)
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "20Mi"},
@@ -382,10 +480,22 @@ def test_filewcount_app(tree: validate.Tree) -> None:
     }
     service = _objects(tree, "Service")[("filewcount", "filewcount")].spec
     assert service["type"] == "NodePort" and service["ports"][0]["nodePort"] == 30080
-    hpa = _objects(tree, "HorizontalPodAutoscaler")[("filewcount", "filewcount")]
-    assert hpa.api_version == "autoscaling/v2"
-    assert (hpa.spec["minReplicas"], hpa.spec["maxReplicas"]) == (3, 10)
-    assert hpa.spec["behavior"]["scaleUp"] and hpa.spec["behavior"]["scaleDown"]
+    assert not _objects(tree, "HorizontalPodAutoscaler"), "KEDA makes the HPA from the ScaledObject"
+    scaled = _objects(tree, "ScaledObject")[("filewcount", "filewcount")]
+    assert scaled.api_version == "keda.sh/v1alpha1"
+    assert scaled.spec["scaleTargetRef"]["name"] == "filewcount"
+    assert scaled.spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    assert (scaled.spec["minReplicaCount"], scaled.spec["maxReplicaCount"]) == (3, 10)
+    hpa = scaled.spec["advanced"]["horizontalPodAutoscalerConfig"]
+    # The HPA keeps the name of the plain one it replaced (dashboards, alerts and the load test read it).
+    assert hpa["name"] == "filewcount"
+    assert hpa["behavior"]["scaleUp"] and hpa["behavior"]["scaleDown"]
+    triggers = {t["type"]: t for t in scaled.spec["triggers"]}
+    assert set(triggers) == {"prometheus", "cpu"}
+    assert triggers["cpu"]["metricType"] == "Utilization"
+    prometheus = triggers["prometheus"]["metadata"]
+    assert 'router=~"httproute-filewcount-filewcount-.*"' in prometheus["query"]
+    assert validate.promql_error(prometheus["query"]) is None
     assert ("filewcount", "filewcount") in _objects(tree, "PodDisruptionBudget")
     assert ("", "filewcount") in _objects(tree, "Namespace")
 

@@ -9,16 +9,19 @@ Six checks, each returning a list of problems (one sentence each, naming the obj
    (``kube/clusters/<other>/``, ``kube/overlays/<other>/``; checked when that cluster's sync path is
    loaded). A Flux Kustomization's ``spec.patches`` are added to the build as kustomize-controller adds them.
 2. ``builtin``: built-in kinds validate with ``kubernetes-validate --strict`` against Kubernetes 1.36.
-3. ``crd``: Flux and prometheus-operator kinds validate against their CRDs' ``openAPIV3Schema``
+3. ``crd``: Flux, prometheus-operator, Gateway API and the charts' kinds (cert-manager, Traefik, KEDA)
+   validate against their CRDs' ``openAPIV3Schema``
    (unknown fields rejected, as the API server's strict field validation would).
 4. ``values``: every key path in a HelmRelease's values (and in a values ConfigMap it reads) exists in
    the pinned chart's values.yaml or values-refs.txt, including subcharts, except under the few
-   free-form keys listed in ``FREE_FORM_KEYS`` / ``FREE_FORM_PATHS``.
+   free-form keys listed in ``FREE_FORM_KEYS`` / ``FREE_FORM_PATHS`` (where ``BY_COMPONENT`` says a chart
+   keys such a map by component, the component keys are checked).
 5. ``graph``: sourceRef, dependsOn and valuesFrom resolve; no dependsOn cycle; every custom resource's
    CRD is installed by Flux itself or by a Kustomization it depends on; prometheus-operator objects
    carry the label kube-prometheus-stack's Prometheus selects.
 6. ``policy``: no latest or untagged images, requests and limits on every container, probes on
-   filewcount, exact chart versions, no beta Flux APIs, autoscaling/v2, explicit namespaces.
+   filewcount, exact chart versions, no beta Flux APIs, autoscaling/v2, explicit namespaces, at most one
+   autoscaler (HorizontalPodAutoscaler or KEDA ScaledObject) per workload and no spec.replicas on it.
 
 Run ``python tests/manifests/validate.py`` for a report, or the pytest suite next to this file.
 The schema directory comes from ``FILEWCOUNT_SCHEMAS_DIR`` (default ``../shared/schemas`` from the
@@ -81,6 +84,7 @@ BOOTSTRAP_OBJECTS = {
 CHART_CRD_GROUPS = {
     "kube-prometheus-stack": {"monitoring.coreos.com"},
     "cert-manager": {"cert-manager.io", "acme.cert-manager.io"},
+    "keda": {"keda.sh", "eventing.keda.sh"},
 }
 # Cluster-scoped built-in kinds (everything else built in is namespaced).
 CLUSTER_SCOPED_KINDS = {
@@ -125,6 +129,14 @@ FREE_FORM_PATHS = {
     "config",
     # kube-state-metrics' CustomResourceStateMetrics document, rendered verbatim into its ConfigMap.
     "kube-state-metrics.customResourceState.config",
+}
+# Charts that key one of the free-form maps above by component instead (values.yaml): chart -> paths. The
+# component keys are checked against values.yaml and each component's map is free-form, so a misspelt component
+# (keda's resources.metricServer, next to its top-level metricsServer) is reported instead of silently ignored.
+BY_COMPONENT = {
+    # keda: resources.{operator,metricServer,webhooks} are corev1.ResourceRequirements; podAnnotations, podLabels
+    # and extraArgs are keyed {keda,metricsAdapter,webhooks}.
+    "keda": frozenset({"resources", "podAnnotations", "podLabels", "extraArgs"}),
 }
 WORKLOAD_POD_SPEC_PATHS = {
     "Pod": ("spec",),
@@ -257,17 +269,21 @@ def kubectl_binary() -> str:
 
 # CRDs that a pinned chart ships, read from its source in ../shared/charts (beside the schema directory) when the
 # schema directory has no copy: folder -> glob. Whole-line template directives ({{- if ...}}, {{- include ...}})
-# are dropped, which leaves the CRD as the chart renders it with crds.enabled, less a few labels.
+# and keys whose whole value is a template action (keda's `app.kubernetes.io/name: {{ .Values.operator.name }}`)
+# are dropped, which leaves the CRD as the chart renders it with crds.enabled (keda: crds.install), less a few
+# labels; test_eks_overlay.py compares their specs with what `helm template` renders.
 CHART_CRD_SOURCES = {
     "cert-manager-v1.21.1": "templates/crd-*.yaml",
     "traefik-41.3.0": "crds/*.yaml",
+    "keda-2.20.2": "templates/crds/*.yaml",
 }
+_TEMPLATE_LINE = re.compile(r"^\s*(?:\{\{|[\w./-]+:\s*\{\{.*\}\}\s*$)")
 
 
 def _chart_crds(charts: Path) -> Iterator[dict[str, Any]]:
     for folder, pattern in CHART_CRD_SOURCES.items():
         for path in sorted((charts / folder).glob(pattern)):
-            text = "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("{{"))
+            text = "\n".join(line for line in path.read_text().splitlines() if not _TEMPLATE_LINE.match(line))
             yield from (doc for doc in _load_all(text) if doc and doc.get("kind") == "CustomResourceDefinition")
 
 
@@ -781,8 +797,13 @@ def chart_known_paths(charts_dir: Path, chart: str, version: str) -> frozenset[s
     return frozenset(paths)
 
 
-def unknown_value_paths(values: Any, known: frozenset[str], prefix: str = "") -> list[str]:
-    """Key paths in ``values`` the chart does not know, stopping at free-form keys and lists."""
+def unknown_value_paths(
+    values: Any, known: frozenset[str], prefix: str = "", by_component: frozenset[str] = frozenset()
+) -> list[str]:
+    """Key paths in ``values`` the chart does not know, stopping at free-form keys and lists.
+
+    ``by_component``: paths whose keys are the chart's components, each holding a free-form map (BY_COMPONENT).
+    """
     unknown = []
     if not isinstance(values, dict):
         return unknown
@@ -790,11 +811,13 @@ def unknown_value_paths(values: Any, known: frozenset[str], prefix: str = "") ->
         path = f"{prefix}.{key}" if prefix else str(key)
         if path not in known:
             unknown.append(path)
+        elif path in by_component:
+            parts = sub if isinstance(sub, dict) else {}
+            unknown += [f"{path}.{part}" for part in parts if f"{path}.{part}" not in known]
+        elif str(key) in FREE_FORM_KEYS or path in FREE_FORM_PATHS:
             continue
-        if str(key) in FREE_FORM_KEYS or path in FREE_FORM_PATHS:
-            continue
-        if isinstance(sub, dict) and sub:
-            unknown += unknown_value_paths(sub, known, path)
+        elif isinstance(sub, dict) and sub:
+            unknown += unknown_value_paths(sub, known, path, by_component)
     return unknown
 
 
@@ -876,7 +899,7 @@ def check_values(tree: Tree) -> list[str]:
             )
         sources = [("values", obj.spec.get("values") or {}), *list(_values_from(obj, tree))]
         for source, values in sources:
-            for path in unknown_value_paths(values, known):
+            for path in unknown_value_paths(values, known, by_component=BY_COMPONENT.get(chart, frozenset())):
                 problems.append(
                     f"{obj.ref()}: {source} key {path} is not a value of chart {chart} {version} "
                     "(not in its values.yaml, values-refs.txt or a subchart's); fix the key or, if the "
@@ -1144,25 +1167,58 @@ def _probe_port_ok(probe: dict[str, Any], container: dict[str, Any]) -> bool:
     return port == PROBED_PORT
 
 
-def _autoscaled(tree: Tree) -> dict[tuple[str, str, str], Obj]:
-    """(kind, namespace, name) of each HPA's target -> the HPA."""
-    out = {}
+def _is_scaled_object(obj: Obj) -> bool:
+    return obj.group == "keda.sh" and obj.kind == "ScaledObject"
+
+
+def _autoscaled(tree: Tree) -> dict[tuple[str, str, str], list[Obj]]:
+    """(kind, namespace, name) of each autoscaler's target -> its autoscalers, in tree order.
+
+    An autoscaler is a HorizontalPodAutoscaler or a KEDA ScaledObject, whose scaleTargetRef defaults to
+    kind Deployment (apiVersion apps/v1) and which makes an HPA of its own.
+    """
+    out: dict[tuple[str, str, str], list[Obj]] = {}
     for obj in tree.all_objects():
-        if obj.kind == "HorizontalPodAutoscaler":
+        if obj.kind == "HorizontalPodAutoscaler" or _is_scaled_object(obj):
             target = obj.spec.get("scaleTargetRef") or {}
-            out[(target.get("kind"), obj.namespace, target.get("name"))] = obj
+            default_kind = "Deployment" if _is_scaled_object(obj) else None
+            key = (target.get("kind") or default_kind, obj.namespace, target.get("name"))
+            out.setdefault(key, []).append(obj)
     return out
+
+
+def _short(obj: Obj) -> str:
+    return f"{obj.kind} {obj.namespace}/{obj.name}"
+
+
+def _two_autoscalers(target: tuple[str, str, str], kept: Obj, other: Obj) -> str:
+    kind, namespace, name = target
+    both = f"{kind} {namespace}/{name} is scaled by both {kept.ref()} and {other.ref()}, which fight over its replicas"
+    if _is_scaled_object(kept) and not _is_scaled_object(other):
+        fix = f"remove the HorizontalPodAutoscaler {other.namespace}/{other.name}: the {_short(kept)} makes its own"
+    elif _is_scaled_object(kept):
+        fix = f"keep one ScaledObject, {_short(kept)} or {_short(other)} (KEDA's webhook rejects the second)"
+    else:
+        fix = f"keep one HorizontalPodAutoscaler, {_short(kept)} or {_short(other)}"
+    return f"{both}; {fix}."
 
 
 def check_policy(tree: Tree) -> list[str]:
     problems = []
     autoscaled = _autoscaled(tree)
+    # The autoscaler to keep of each target: a ScaledObject (KEDA makes and owns an HPA from it), else the first.
+    kept = {
+        target: next((s for s in scalers if _is_scaled_object(s)), scalers[0]) for target, scalers in autoscaled.items()
+    }
+    for target, scalers in autoscaled.items():
+        problems += [_two_autoscalers(target, kept[target], other) for other in scalers if other is not kept[target]]
     for obj in tree.all_objects():
-        hpa = autoscaled.get((obj.kind, obj.namespace, obj.name))
-        if hpa is not None and "replicas" in obj.spec:
+        scaler = kept.get((obj.kind, obj.namespace, obj.name))
+        if scaler is not None and "replicas" in obj.spec:
+            minimum = "minReplicaCount" if _is_scaled_object(scaler) else "minReplicas"
             problems.append(
-                f"{obj.ref()}: sets spec.replicas although HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} "
-                "scales it, so every apply resets the replica count; remove spec.replicas (minReplicas applies)."
+                f"{obj.ref()}: sets spec.replicas although {_short(scaler)} scales it, so every apply resets "
+                f"the replica count; remove spec.replicas ({minimum} applies)."
             )
         # Flux API versions
         if obj.group.endswith(FLUX_GROUP_SUFFIX) and BETA_VERSION.match(obj.version):
@@ -1254,6 +1310,8 @@ def _apply_edit(doc: Any, edit: dict[str, Any]) -> None:
         del parent[last]
     elif op == "rename":
         parent[edit["value"]] = parent.pop(last)
+    elif op == "append":
+        parent[last].append(edit["value"])
     else:
         raise FixtureError(f"unknown op {op!r}")
 
@@ -1261,8 +1319,8 @@ def _apply_edit(doc: Any, edit: dict[str, Any]) -> None:
 def materialize_fixture(fixture: Path, dest: Path, source: Path = REPO_ROOT) -> Path:
     """Copy ``source``/kube to ``dest``/kube, overlay ``fixture``/kube and apply ``fixture``/edits.yaml.
 
-    An edit is ``{file, op: set|delete|rename, path: [keys], value, match: {kind, name}}``; ``match``
-    picks one document of a multi-document file.
+    An edit is ``{file, op: set|delete|rename|append, path: [keys], value, match: {kind, name}}`` (append adds
+    ``value`` to the list at ``path``); ``match`` picks one document of a multi-document file.
     """
     shutil.copytree(source / KUBE_DIR, dest / KUBE_DIR)
     if (fixture / KUBE_DIR).is_dir():
