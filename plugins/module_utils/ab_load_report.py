@@ -57,6 +57,35 @@ def _hpa_cpu_percent(status: Mapping):
     return None
 
 
+# Kubernetes quantity suffixes an HPA's metric values carry (decimal SI only: metrics are never binary-suffixed).
+_QUANTITY_SUFFIXES = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def _quantity(value):
+    """A Kubernetes quantity ("25", "333m", "1500m", "2k") as a float; None when it is not one."""
+    text = str(value or "").strip()
+    suffix = text[-1:] if text[-1:] in _QUANTITY_SUFFIXES and not text[-1:].isdigit() else ""
+    try:
+        return float(text[: len(text) - len(suffix)]) * _QUANTITY_SUFFIXES[suffix] if text else None
+    except ValueError:
+        return None
+
+
+def _hpa_request_rate(status: Mapping):
+    """The request rate the HPA's external metric (KEDA's Prometheus trigger) read, summed over the pods: the
+    metric's value, or its per-pod average times the current replicas. None without an external metric."""
+    for metric in status.get("currentMetrics") or []:
+        if (metric or {}).get("type") != "External":
+            continue
+        current = ((metric.get("external") or {}).get("current")) or {}
+        if current.get("value") is not None:
+            return _quantity(current["value"])
+        average, replicas = _quantity(current.get("averageValue")), _number(status.get("currentReplicas"))
+        if average is not None and replicas is not None:
+            return round(average * replicas, 3)
+    return None
+
+
 def summarize_sample(sample: Mapping) -> dict:
     """Reduce one raw sample ``{time, hpa_status, pods_total, pods_running}`` to typed numbers.
 
@@ -77,6 +106,7 @@ def summarize_sample(sample: Mapping) -> dict:
         "current_replicas": _number(status.get("currentReplicas")),
         "desired_replicas": _number(status.get("desiredReplicas")),
         "cpu_percent": _hpa_cpu_percent(status),
+        "request_rate": _hpa_request_rate(status),
         "pods_total": _number(sample.get("pods_total")),
         "pods_running": _number(sample.get("pods_running")),
     }
@@ -88,6 +118,7 @@ def hpa_summary(samples: Sequence[Mapping], load_ended: float | None = None) -> 
     current = [s["current_replicas"] for s in samples if s["current_replicas"] is not None]
     desired = [s["desired_replicas"] for s in samples if s["desired_replicas"] is not None]
     cpu = [s["cpu_percent"] for s in samples if s["cpu_percent"] is not None]
+    rate = [s.get("request_rate") for s in samples if s.get("request_rate") is not None]
     initial = current[0] if current else None
     most = max(current + desired) if current or desired else None
     peak = max(current) if current else None
@@ -105,6 +136,7 @@ def hpa_summary(samples: Sequence[Mapping], load_ended: float | None = None) -> 
         "max_desired_replicas": max(desired) if desired else None,
         "final_replicas": current[-1] if current else None,
         "max_cpu_percent": max(cpu) if cpu else None,
+        "max_request_rate": max(rate) if rate else None,
         "scaled_up": None if initial is None else most > initial,
         "scaled_down": None if initial is None else peak > initial and min(after_peak) < peak,
     }
@@ -216,6 +248,7 @@ def render_markdown(results: Mapping) -> str:
             f"- Most current replicas: {_cell(hpa['max_current_replicas'])}; "
             f"most desired: {_cell(hpa['max_desired_replicas'])}",
             f"- Peak CPU (percent of request): {_cell(hpa['max_cpu_percent'])}",
+            f"- Peak request rate the autoscaler read (requests/s): {_cell(hpa.get('max_request_rate'))}",
             f"- Scaled up: {_cell(hpa['scaled_up'])}",
             f"- Sampled after the load: {_cell(hpa.get('samples_after_load'))} samples, from "
             f"{_cell(results.get('load_ended_offset_s'))} s on",
@@ -241,6 +274,21 @@ def _load_panels(ax_rps, ax_lat, per_second: list, title: str) -> None:
     else:
         for axis in (ax_rps, ax_lat):
             axis.text(0.5, 0.5, "no -g data", ha="center", va="center", transform=axis.transAxes)
+
+
+def _autoscaler_rate(ax_rps, samples: list) -> None:
+    """Over ab's own requests per second: the rate the autoscaler's request trigger read, when the HPA has one."""
+    points = [(s["offset_s"], s["request_rate"]) for s in samples if s.get("request_rate") is not None]
+    if points:
+        ax_rps.step(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            where="post",
+            color="tab:orange",
+            linewidth=2,
+            label="rate the autoscaler read",
+        )
+        ax_rps.legend(loc="upper right")
 
 
 def _replica_panel(ax_rep, samples: list, locator) -> None:
@@ -301,6 +349,7 @@ def render_chart(results: Mapping, title: str = "Load test") -> bytes:
     figure, (ax_rps, ax_lat, ax_rep) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     try:
         _load_panels(ax_rps, ax_lat, per_second, title)
+        _autoscaler_rate(ax_rps, samples)
         _replica_panel(ax_rep, samples, MaxNLocator(integer=True))
         for axis in (ax_rps, ax_lat, ax_rep):
             axis.grid(True, alpha=0.3)

@@ -42,6 +42,8 @@ PERCENTILES = ("50", "66", "75", "80", "90", "95", "98", "99", "100")
 CONNECTION_ROWS = ("connect", "processing", "waiting", "total")
 THRESHOLD_NAMES = ("max_failed_requests", "max_non_2xx", "max_p95_ms", "max_p99_ms", "min_requests_per_second")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# ab's -f values (ab 2.3 as Apache httpd 2.4 ships it, built against OpenSSL 1.1.1 or later; SSL2/SSL3 are gone).
+TLS_PROTOCOLS = ("TLS1", "TLS1.1", "TLS1.2", "TLS1.3", "ALL")
 # ab refuses a concurrency above MAX_CONCURRENCY (20000) and, with -t alone, stops after MAX_REQUESTS (50000).
 MAX_CONCURRENCY = 20000
 # The options ab_load_test (ab on this host) and ab_load_job (ab in a Job) share: the load and the thresholds.
@@ -53,6 +55,7 @@ LOAD_ARGUMENT_SPEC = {
     "socket_timeout": {"type": "int"},
     "headers": {"type": "dict", "default": {}},
     "variable_length": {"type": "bool", "default": False},
+    "tls_protocol": {"type": "str", "choices": ["TLS1", "TLS1.1", "TLS1.2", "TLS1.3", "ALL"]},
     "thresholds": {
         "type": "dict",
         "default": {},
@@ -644,10 +647,17 @@ def build_argv(
     continue_on_receive_errors: bool = False,
     csv_file: str | None = None,
     gnuplot_file: str | None = None,
+    tls_protocol: str | None = None,
 ) -> list:
     """Build ab's argv as a list (never a shell string); raise :class:`AbArgumentError` on invalid options."""
     url = _normalise_url(url)
     _check_counts(requests, concurrency, time_limit, socket_timeout)
+    if tls_protocol and tls_protocol not in TLS_PROTOCOLS:
+        raise AbArgumentError(
+            f"tls_protocol {tls_protocol!r} is not one ab knows; use one of {', '.join(TLS_PROTOCOLS)}."
+        )
+    if tls_protocol and urlsplit(url).scheme != "https":
+        raise AbArgumentError(f"tls_protocol is set but url {url} is not https://; use an https:// URL or unset it.")
     argv = [ab_path or "ab"]
     # -t implies -n 50000 in ab, so -t goes first and an explicit -n after it still bounds the run.
     if time_limit is not None:
@@ -659,6 +669,8 @@ def build_argv(
         argv += ["-s", str(socket_timeout)]
     flags = (("-k", keep_alive), ("-l", variable_length), ("-r", continue_on_receive_errors))
     argv += [flag for flag, wanted in flags if wanted]
+    if tls_protocol:
+        argv += ["-f", tls_protocol]
     argv += _header_options(headers)
     argv += _method_options(method, body_file, content_type)
     if csv_file:

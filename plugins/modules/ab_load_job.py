@@ -54,6 +54,12 @@ options:
     description: Extra request headers (C(-H)); they are in the Job's spec, so put no credentials here.
     type: dict
     default: {}
+  tls_protocol:
+    description:
+      - The SSL/TLS protocol ab speaks to an https:// O(url) (C(-f)); ab's own default when unset.
+      - ab does not verify the server's certificate, and sends SNI only for a host name (not for an IP address).
+    type: str
+    choices: [TLS1, TLS1.1, TLS1.2, TLS1.3, ALL]
   variable_length:
     description: Accept responses of varying length (C(-l)).
     type: bool
@@ -191,7 +197,16 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import
     AbRunError,
 )
 
-_ARGV_OPTIONS = ("requests", "concurrency", "time_limit", "keep_alive", "socket_timeout", "headers", "variable_length")
+_ARGV_OPTIONS = (
+    "requests",
+    "concurrency",
+    "time_limit",
+    "keep_alive",
+    "socket_timeout",
+    "headers",
+    "variable_length",
+    "tls_protocol",
+)
 
 
 def main():

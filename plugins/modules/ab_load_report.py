@@ -89,7 +89,10 @@ files:
 hpa:
   description:
     - C(samples), C(samples_after_load), C(initial_replicas), C(max_current_replicas), C(max_desired_replicas),
-      C(final_replicas), C(max_cpu_percent), C(scaled_up) and C(scaled_down) (V(null) without samples).
+      C(final_replicas), C(max_cpu_percent), C(max_request_rate), C(scaled_up) and C(scaled_down) (V(null)
+      without samples).
+    - C(max_request_rate) is the highest request rate (requests per second, all pods) that the HPA's external
+      metric read, such as KEDA's Prometheus trigger; V(null) when the HPA has no external metric.
   returned: always
   type: dict
 """

@@ -62,6 +62,12 @@ options:
   content_type:
     description: Content-Type of the body (C(-T)); V(application/octet-stream) when O(body_file) is set without it.
     type: str
+  tls_protocol:
+    description:
+      - The SSL/TLS protocol ab speaks to an https:// O(url) (C(-f)); ab's own default when unset.
+      - ab does not verify the server's certificate, and sends SNI only for a host name (not for an IP address).
+    type: str
+    choices: [TLS1, TLS1.1, TLS1.2, TLS1.3, ALL]
   variable_length:
     description:
       - Accept responses of varying length (C(-l)), for dynamic pages; otherwise ab counts them as length failures.
@@ -229,6 +235,7 @@ _ARGV_OPTIONS = (
     "content_type",
     "variable_length",
     "continue_on_receive_errors",
+    "tls_protocol",
     "csv_file",
     "gnuplot_file",
 )

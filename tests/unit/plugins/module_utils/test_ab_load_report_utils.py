@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ab"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def hpa_status(current, desired, cpu=None) -> dict:
+def hpa_status(current, desired, cpu=None, rate_per_pod=None) -> dict:
     status = {"currentReplicas": current, "desiredReplicas": desired}
     if cpu is not None:
         status["currentMetrics"] = [
@@ -31,6 +31,14 @@ def hpa_status(current, desired, cpu=None) -> dict:
             {"type": "Resource", "resource": {"name": "memory", "current": {"averageUtilization": 99}}},
             {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": cpu}}},
         ]
+    if rate_per_pod is not None:
+        # As KEDA's HPA reports its Prometheus trigger (metricType AverageValue): a per-pod quantity.
+        status.setdefault("currentMetrics", []).append(
+            {
+                "type": "External",
+                "external": {"metric": {"name": "s0-prometheus"}, "current": {"averageValue": rate_per_pod}},
+            }
+        )
     return status
 
 
@@ -59,9 +67,43 @@ def test_summarize_sample_reads_cpu_from_the_resource_metric():
         "current_replicas": 3,
         "desired_replicas": 5,
         "cpu_percent": 87,
+        "request_rate": None,
         "pods_total": 4,
         "pods_running": 3,
     }
+
+
+@pytest.mark.parametrize(
+    ("external", "rate"),
+    [
+        ({"averageValue": "25"}, 75.0),
+        ({"averageValue": "333m"}, 0.999),
+        ({"averageValue": "1500m"}, 4.5),
+        ({"averageValue": "2k"}, 6000.0),
+        ({"value": "120"}, 120.0),
+        ({"averageValue": "many"}, None),
+        ({}, None),
+    ],
+)
+def test_summarize_sample_reads_the_request_rate_the_autoscaler_read(external, rate):
+    status = {"currentReplicas": 3, "currentMetrics": [{"type": "External", "external": {"current": external}}]}
+    assert summarize_sample({"time": 1, "hpa_status": status})["request_rate"] == rate
+
+
+def test_the_peak_request_rate_reaches_the_summary_the_markdown_and_the_chart():
+    run = load_test()
+    start = run["timeline"]["start_epoch_s"]
+    samples = [
+        {"time": start, "hpa_status": hpa_status(3, 3, 5, "0")},
+        {"time": start + 5, "hpa_status": hpa_status(3, 10, 40, "100")},
+        {"time": start + 10, "hpa_status": hpa_status(6, 10, 30, "50")},
+    ]
+    results = build_results(run, samples)
+    assert results["hpa"]["max_request_rate"] == 300.0
+    assert "- Peak request rate the autoscaler read (requests/s): 300.0" in render_markdown(results)
+    without = build_results(run, [{**s, "hpa_status": hpa_status(3, 3, 5)} for s in samples])
+    assert "(requests/s): n/a" in render_markdown(without)
+    assert render_chart(results, "t") != render_chart(without, "t")
 
 
 def test_summarize_sample_without_hpa():
@@ -114,6 +156,7 @@ def test_build_results_sorts_samples_and_aligns_them_with_the_run():
         "max_desired_replicas": 6,
         "final_replicas": 6,
         "max_cpu_percent": 150,
+        "max_request_rate": None,
         "scaled_up": True,
         "scaled_down": False,
     }

@@ -416,6 +416,16 @@ def test_unknown_threshold_is_rejected():
             {"requests": 2, "csv_file": "/r/p.csv", "gnuplot_file": "/r/g.tsv"},
             ["ab", "-n", "2", "-c", "1", "-e", "/r/p.csv", "-g", "/r/g.tsv", "http://localhost:8080/"],
         ),
+        (
+            # Through the Gateway: an address URL (no SNI) and the route's host name in the Host header.
+            {
+                "requests": 2,
+                "url": "https://127.0.0.1:8443/",
+                "tls_protocol": "TLS1.2",
+                "headers": {"Host": "filewcount.localhost"},
+            },
+            ["ab", "-n", "2", "-c", "1", "-f", "TLS1.2", "-H", "Host: filewcount.localhost", "https://127.0.0.1:8443/"],
+        ),
     ],
 )
 def test_build_argv(kwargs, argv):
@@ -442,6 +452,8 @@ def test_build_argv(kwargs, argv):
         ({"requests": 5, "method": "POST"}, "needs body_file"),
         ({"requests": 5, "body_file": "/b"}, "sends no body"),
         ({"requests": 5, "content_type": "text/plain"}, "no body_file"),
+        ({"requests": 5, "tls_protocol": "TLS1.2"}, "is not https://"),
+        ({"requests": 5, "url": "https://h/", "tls_protocol": "SSL3"}, "not one ab knows"),
     ],
 )
 def test_build_argv_rejects(kwargs, match):
