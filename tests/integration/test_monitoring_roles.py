@@ -522,14 +522,22 @@ def test_wrong_grafana_password_is_named_at_once(synced):
 def test_filewcount_failures_name_the_step(synced):
     cluster = synced
     with flux_paused(cluster, "apps"):
-        cluster.kubectl("delete", "hpa", "-n", "filewcount", "filewcount")
+        # KEDA owns the HPA and would make it again at once: delete the ScaledObject, and KEDA deletes the HPA.
+        cluster.kubectl("delete", "scaledobject", "-n", "filewcount", "filewcount", "--wait=true")
+        wait_until(
+            "KEDA to delete the HPA of the deleted ScaledObject",
+            lambda: (cluster.get("hpa", "filewcount", "filewcount") is None, None),
+            60,
+        )
         _proc, stats, report, _requests = cluster.play(test_steps=[], test_run_filewcount=True)
     assert stats["failures"] == 1
     assert _failure_message(report).startswith(
         "Step 3/4 (HPA metrics) failed after 4s: HorizontalPodAutoscaler filewcount/filewcount does not exist"
     )
-    # Flux re-created it from git.
-    assert cluster.get("hpa", "filewcount", "filewcount") is not None
+    # Flux re-created the ScaledObject from git, and KEDA the HPA from it.
+    wait_until(
+        "KEDA to make the HPA again", lambda: (cluster.get("hpa", "filewcount", "filewcount") is not None, None), 120
+    )
 
 
 # A chart repository whose index the harness proxy refuses (it answers 403 for any host but the tree's chart hosts).
