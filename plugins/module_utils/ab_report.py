@@ -68,6 +68,8 @@ LOAD_ARGUMENT_SPEC = {
         },
     },
 }
+# The LOAD_ARGUMENT_SPEC options that become ab flags (build_argv's keyword arguments); thresholds do not.
+LOAD_ARGV_OPTIONS = tuple(name for name in LOAD_ARGUMENT_SPEC if name != "thresholds")
 # A -g file whose requests start further apart than a day is not one ab run (and would make a huge timeline).
 MAX_GNUPLOT_SPAN_S = 24 * 3600
 

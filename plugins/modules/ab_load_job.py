@@ -193,19 +193,9 @@ from ansible_collections.filewcount.gitops.plugins.module_utils.ab_job import ( 
 )
 from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import (  # noqa: E402
     LOAD_ARGUMENT_SPEC,
+    LOAD_ARGV_OPTIONS,
     AbReportError,
     AbRunError,
-)
-
-_ARGV_OPTIONS = (
-    "requests",
-    "concurrency",
-    "time_limit",
-    "keep_alive",
-    "socket_timeout",
-    "headers",
-    "variable_length",
-    "tls_protocol",
 )
 
 
@@ -231,7 +221,7 @@ def main():
     url = params["url"]
     thresholds = {key: value for key, value in (params["thresholds"] or {}).items() if value is not None}
     try:
-        argv = job_argv(url, params["ab_path"], {key: params[key] for key in _ARGV_OPTIONS})
+        argv = job_argv(url, params["ab_path"], {key: params[key] for key in LOAD_ARGV_OPTIONS})
         if params["log"] is None:
             job = job_manifest(
                 params["name"],

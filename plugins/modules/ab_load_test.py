@@ -217,25 +217,20 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.filewcount.gitops.plugins.module_utils.ab_report import (  # noqa: E402
     LOAD_ARGUMENT_SPEC,
+    LOAD_ARGV_OPTIONS,
     AbReportError,
     AbRunError,
     build_argv,
     run_load_test,
 )
 
+# ab_load_job's options plus those of a run on this host (the request body, resets, ab's -e and -g files).
 _ARGV_OPTIONS = (
-    "requests",
-    "concurrency",
-    "time_limit",
-    "keep_alive",
-    "socket_timeout",
-    "headers",
+    *LOAD_ARGV_OPTIONS,
     "method",
     "body_file",
     "content_type",
-    "variable_length",
     "continue_on_receive_errors",
-    "tls_protocol",
     "csv_file",
     "gnuplot_file",
 )
