@@ -423,7 +423,7 @@ def test_rendered_custom_resources_match_their_crds(
     problems, checked = [], set()
     for (cluster, release), objects in rendered.items():
         for key, doc in objects.items():
-            group, _, version = doc["apiVersion"].rpartition("/")
+            group, _slash, version = doc["apiVersion"].rpartition("/")
             crd = crds.get((group, doc["kind"]))
             if crd is None:
                 continue  # built in (test_rendered_builtin_objects_validate), or a kind without a pinned CRD
