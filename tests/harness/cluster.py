@@ -39,6 +39,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import chartrepo
 import network
 import storage
 import yaml
@@ -1022,6 +1023,44 @@ def apply_gateway_api_crds(kubeconfig: str | Path) -> str:
     names = [f"crd/{kind}.gateway.networking.k8s.io" for kind in ("gatewayclasses", "gateways", "httproutes")]
     kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
     return applied
+
+
+def apply_keda_crds(kubeconfig: str | Path) -> str:
+    """Apply KEDA's CRDs as the tree's keda HelmRelease installs them (the chart's templates/crds, rendered by the
+    harness's Helm from ../shared/charts), wait until ScaledObjects are served; kubectl's output.
+
+    On a cluster the keda HelmRelease (infrastructure-controllers) installs them before kube/apps, whose
+    ScaledObject needs them; tests that apply kube/apps alone, without KEDA running, call this first.
+    """
+    release = yaml.safe_load((HERE.parents[1] / "kube/infrastructure/controllers/keda/helmrelease.yaml").read_text())
+    chart = chartrepo.charts_dir() / f"keda-{release['spec']['chart']['spec']['version']}"
+    crds = sorted(p.relative_to(chart).as_posix() for p in (chart / "templates" / "crds").glob("*.yaml"))
+    rendered = subprocess.run(
+        [str(binary("helm")), "template", "keda", str(chart), "--namespace=keda", *(f"--show-only={c}" for c in crds)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    applied = kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=rendered).stdout
+    wait_established(kubeconfig, "scaledobjects.keda.sh")
+    return applied
+
+
+def wait_established(kubeconfig: str | Path, crd: str, timeout: float = 60) -> None:
+    """Wait until a CRD is Established. Polled rather than `kubectl wait`, which fails at once on a CRD whose
+    status has no conditions yet (just created)."""
+    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    wait_for(
+        f"CRD {crd} to be Established",
+        lambda: kubectl(kubeconfig, "get", "crd", crd, "-o", established, check=False).stdout == "True",
+        timeout,
+    )
+
+
+def apply_app_crds(kubeconfig: str | Path) -> str:
+    """The CRDs kube/apps needs (Gateway API for its HTTPRoute, KEDA for its ScaledObject), for tests that apply it
+    alone; on a cluster Flux's Kustomizations apply them first."""
+    return apply_gateway_api_crds(kubeconfig) + apply_keda_crds(kubeconfig)
 
 
 def wait_for(what: str, predicate, timeout: float, interval: float = 1.0):

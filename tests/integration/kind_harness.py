@@ -254,5 +254,5 @@ def install_keda(kubeconfig: Path, tmp: Path) -> None:
         },
     ]
     harness.kubectl(kubeconfig, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(o) for o in objects))
-    # The ScaledObject CRD is established and the operator answers before the app's ScaledObject is applied.
-    harness.kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s")
+    # The ScaledObject CRD is served before the app's ScaledObject is applied.
+    harness.wait_established(kubeconfig, "scaledobjects.keda.sh")

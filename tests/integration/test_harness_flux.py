@@ -77,6 +77,8 @@ def flux_cluster(tmp_path_factory, git_server):
     kind_harness.install_flux(ctx)
     # On a cluster Flux applies them before kube/apps (Kustomization infrastructure-crds); its HTTPRoute needs them.
     harness.apply_gateway_api_crds(ctx["kubeconfig"])
+    # And KEDA (the keda HelmRelease on a cluster), which makes the HPA of the app's ScaledObject.
+    kind_harness.install_keda(ctx["kubeconfig"], tmp_path_factory.mktemp("keda"))
     yield ctx
     kind_harness.delete(ctx)
 
@@ -161,7 +163,7 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
         return json.loads(out.stdout)
 
     assert deployment()["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "apps"
-    # The tree's Deployment has no replicas: the HPA, applied with it, raises it to minReplicas (3).
+    # The tree's Deployment has no replicas: the HPA that KEDA makes from the ScaledObject raises it to 3.
     wait_for(
         "the HPA to raise filewcount to 3 Ready pods", lambda: deployment()["status"].get("readyReplicas") == 3, 90
     )

@@ -152,7 +152,7 @@ def test_context_is_the_one_asked_for(existing):
 
 
 def test_filewcount_answers_through_kubectl_port_forward(existing):
-    harness.apply_gateway_api_crds(existing["kubeconfig"])  # the app's HTTPRoute needs them
+    harness.apply_app_crds(existing["kubeconfig"])  # the app's HTTPRoute and ScaledObject need them
     manifests = kubectl(existing, "kustomize", str(ROOT / "kube" / "apps" / "filewcount")).stdout
     kubectl(existing, "apply", "-f", "-", stdin=manifests)
     entry = wait_for("the filewcount stand-in to run", lambda: app_running(existing, "filewcount"), 60)
@@ -191,6 +191,8 @@ def test_filewcount_answers_through_kubectl_port_forward(existing):
 
 def test_git_server_serves_git_through_port_forward_and_in_cluster(existing, tmp_path):
     kubectl(existing, "apply", "-k", str(ROOT / "kube" / "bootstrap" / "git-server"))
+    # kubectl port-forward needs a Running pod, and this one waits for its volume claim to be bound first.
+    kubectl(existing, "rollout", "status", "deployment/git-server", "-n", "git-server", "--timeout=120s")
     entry = wait_for("the git server stand-in to run", lambda: app_running(existing, "git-server"), 60)
     forward = wait_for(
         "the ClusterPortForward of the git server",
