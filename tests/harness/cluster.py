@@ -1020,9 +1020,15 @@ def apply_gateway_api_crds(kubeconfig: str | Path) -> str:
     """
     crds = HERE.parents[1] / "kube" / "infrastructure" / "crds"
     applied = kubectl(kubeconfig, "apply", "--server-side", "-k", str(crds)).stdout
-    names = [f"crd/{kind}.gateway.networking.k8s.io" for kind in ("gatewayclasses", "gateways", "httproutes")]
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
+    for kind in ("gatewayclasses", "gateways", "httproutes"):
+        wait_established(kubeconfig, f"{kind}.gateway.networking.k8s.io")
     return applied
+
+
+def keda_chart() -> tuple[dict, Path]:
+    """The tree's keda HelmRelease and the source of the chart version it pins, from ../shared/charts."""
+    release = yaml.safe_load((HERE.parents[1] / "kube/infrastructure/controllers/keda/helmrelease.yaml").read_text())
+    return release, chartrepo.charts_dir() / f"keda-{release['spec']['chart']['spec']['version']}"
 
 
 def apply_keda_crds(kubeconfig: str | Path) -> str:
@@ -1032,8 +1038,7 @@ def apply_keda_crds(kubeconfig: str | Path) -> str:
     On a cluster the keda HelmRelease (infrastructure-controllers) installs them before kube/apps, whose
     ScaledObject needs them; tests that apply kube/apps alone, without KEDA running, call this first.
     """
-    release = yaml.safe_load((HERE.parents[1] / "kube/infrastructure/controllers/keda/helmrelease.yaml").read_text())
-    chart = chartrepo.charts_dir() / f"keda-{release['spec']['chart']['spec']['version']}"
+    _release, chart = keda_chart()
     crds = sorted(p.relative_to(chart).as_posix() for p in (chart / "templates" / "crds").glob("*.yaml"))
     rendered = subprocess.run(
         [str(binary("helm")), "template", "keda", str(chart), "--namespace=keda", *(f"--show-only={c}" for c in crds)],

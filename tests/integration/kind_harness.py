@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "harness"
 if str(HARNESS) not in sys.path:
     sys.path.insert(0, str(HARNESS))
-import chartrepo  # noqa: E402
 import cluster as harness  # noqa: E402
 import prometheus  # noqa: E402
 import workloads  # noqa: E402
@@ -214,11 +213,10 @@ def install_keda(kubeconfig: Path, tmp: Path) -> None:
     kube-prometheus-stack brings (bootstrap installs the HelmRelease unedited). Then the two objects of
     kube-prometheus-stack that the Prometheus stand-in (tests/harness/prometheus.py) plays: the operator's
     Deployment, for which the harness runs it, and the Service that the ScaledObject's trigger asks."""
-    release = yaml.safe_load((ROOT / "kube/infrastructure/controllers/keda/helmrelease.yaml").read_text())
+    release, chart = harness.keda_chart()
     values = release["spec"]["values"]
     for part in ("operator", "metricServer"):
         values["prometheus"][part]["serviceMonitor"]["enabled"] = False
-    chart = chartrepo.charts_dir() / f"keda-{release['spec']['chart']['spec']['version']}"
     values_file = tmp / "keda-values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     helm = [str(harness.binary("helm")), f"--kubeconfig={kubeconfig}"]
