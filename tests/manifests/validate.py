@@ -7,7 +7,10 @@ Six checks, each returning a list of problems (one sentence each, naming the obj
    kustomization file gets one generated the way Flux's kustomize-controller does; every YAML/JSON file
    under ``kube/`` is applied by one of them, except the files of another cluster
    (``kube/clusters/<other>/``, ``kube/overlays/<other>/``; checked when that cluster's sync path is
-   loaded). A Flux Kustomization's ``spec.patches`` are added to the build as kustomize-controller adds them.
+   loaded). A Flux Kustomization's ``spec.patches`` are added to the build as kustomize-controller adds them,
+   and its ``spec.postBuild`` variables are substituted into what the build produced as kustomize-controller
+   substitutes them (``substitute`` over the cluster settings that ``substituteFrom`` reads, which bootstrap writes:
+   pass them as ``settings``, or leave them out to check the defaults of the ``${name:=default}`` references).
 2. ``builtin``: built-in kinds validate with ``kubernetes-validate --strict`` against Kubernetes 1.36.
 3. ``crd``: Flux, prometheus-operator, Gateway API and the charts' kinds (cert-manager, Traefik, KEDA)
    validate against their CRDs' ``openAPIV3Schema``
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -75,6 +77,12 @@ ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 # Objects `flux bootstrap` (or the flux_bootstrap module) creates before the tree is synced. They are
 # used only when the tree does not contain them (kube/clusters/kind/flux-system/ is written by bootstrap).
+# Flux post-build substitution (fluxcd/pkg/kustomize, kustomize_varsub.go): a ${name} reference, with an optional
+# default after := or :- (= and - without the colon too), in the YAML of each object the build produced; $${...}
+# escapes one. An object annotated kustomize.toolkit.fluxcd.io/substitute: disabled is left alone.
+VARSUB = re.compile(r"\$\$\{|\$\{([_a-zA-Z][_a-zA-Z0-9]*)(?:(:?[=-])([^}]*))?\}")
+SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
+
 BOOTSTRAP_OBJECTS = {
     ("Namespace", "", "flux-system"),
     ("GitRepository", "flux-system", "flux-system"),
@@ -409,7 +417,8 @@ def _referenced_files(kfile: Path, root_copy: Path, seen: set[Path]) -> set[str]
     return out
 
 
-def _build(kubectl: str, directory: Path) -> tuple[list[dict[str, Any]], str | None]:
+def _build(kubectl: str, directory: Path) -> tuple[list[str], str | None]:
+    """The YAML of each object ``kubectl kustomize`` built, as it printed it (Flux substitutes into that text)."""
     proc = subprocess.run(
         [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
         capture_output=True,
@@ -419,33 +428,33 @@ def _build(kubectl: str, directory: Path) -> tuple[list[dict[str, Any]], str | N
     )
     if proc.returncode != 0:
         return [], proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "kubectl failed"
-    return [d for d in _load_all(proc.stdout) if d], None
+    return [text for text in re.split(r"(?m)^---[ \t]*$\n?", proc.stdout) if _load(text)], None
 
 
 # Builds of unchanged directories are reused (the negative fixtures change one file of the tree each).
 # Key: the unit's path and a digest of every file under it; only builds that read nothing outside
 # their directory are cached.
-_BUILD_CACHE: dict[tuple[str, str], tuple[list[dict[str, Any]], str | None]] = {}
+_BUILD_CACHE: dict[tuple[str, str], tuple[list[str], str | None]] = {}
 
 
-def _cached_build(kubectl: str, directory: Path, copy_root: Path) -> tuple[list[dict[str, Any]], str | None]:
+def _cached_build(kubectl: str, directory: Path, copy_root: Path) -> tuple[list[str], str | None]:
     digest = hashlib.sha256()
     for path in sorted(directory.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
     key = (str(directory.relative_to(copy_root)), digest.hexdigest())
     if key in _BUILD_CACHE:
-        docs, error = _BUILD_CACHE[key]
-        return copy.deepcopy(docs), error
-    docs, error = _build(kubectl, directory)
+        texts, error = _BUILD_CACHE[key]
+        return list(texts), error
+    texts, error = _build(kubectl, directory)
     kfile = _kustomization_file(directory)
     inside = kfile is not None and all(
         (copy_root / f).resolve().is_relative_to(directory.resolve())
         for f in _referenced_files(kfile, copy_root, set())
     )
     if inside:
-        _BUILD_CACHE[key] = (copy.deepcopy(docs), error)
-    return docs, error
+        _BUILD_CACHE[key] = (list(texts), error)
+    return texts, error
 
 
 def _flux_path(kustomization: Obj) -> str:
@@ -488,10 +497,59 @@ def _add_flux_patches(directory: Path, kustomization: Obj | None) -> None:
     kfile.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None, sync_path: str = SYNC_PATH) -> Tree:
+def substitute(text: str, variables: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The object whose YAML is ``text``, with Flux's post-build substitution done, and the names referenced
+    without a value or a default (kustomize-controller without strict substitution makes those empty strings).
+
+    As kustomize-controller, the substitution works on the object's YAML text, so quoting decides the type:
+    ``"${name:=}"`` is an empty string, an unquoted ``${name:=}`` is null.
+    """
+    doc = _load(text)
+    if ((doc.get("metadata") or {}).get("annotations") or {}).get(SUBSTITUTE_ANNOTATION) == "disabled":
+        return doc, []
+    missing: list[str] = []
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, operator, default = match.group(1), match.group(2), match.group(3)
+        found = variables.get(name)
+        if found is not None and not (operator and operator.startswith(":") and found == ""):
+            return found
+        if operator:
+            return default
+        missing.append(name)
+        return ""
+
+    done = VARSUB.sub(value, text)
+    return (doc if done == text else _load(done)), missing
+
+
+def _post_build_variables(unit: Unit, settings: dict[str, str]) -> dict[str, str] | None:
+    """What the unit's Flux Kustomization substitutes (None: no postBuild, nothing is substituted)."""
+    post_build = (unit.flux.spec.get("postBuild") or {}) if unit.flux is not None else {}
+    if not post_build:
+        return None
+    variables = dict(settings) if post_build.get("substituteFrom") else {}
+    variables.update({str(k): str(v) for k, v in (post_build.get("substitute") or {}).items()})
+    # Flux skips the substitution when no variable has a value, unless substituteStrategy is Always: then a
+    # ${name:=default} would reach the cluster as it is written.
+    if not variables and post_build.get("substituteStrategy") != "Always":
+        return None
+    return variables
+
+
+def load_tree(
+    root: Path = REPO_ROOT,
+    schemas: Path | None = None,
+    sync_path: str = SYNC_PATH,
+    settings: dict[str, str] | None = None,
+) -> Tree:
     """Build every unit of the tree rooted at ``root`` (which holds kube/) in a scratch copy.
 
-    ``sync_path`` is the root Flux Kustomization's path (gitops_sync_path), e.g. kube/clusters/eks.
+    ``sync_path`` is the root Flux Kustomization's path (gitops_sync_path), e.g. kube/clusters/eks. ``settings``
+    are the cluster settings a Flux Kustomization's postBuild.substituteFrom reads (the ConfigMap
+    flux-system/cluster-settings that bootstrap writes); without them every reference takes its default.
     """
     schemas = schemas or default_schemas_dir()
     crds = load_crds(schemas)
@@ -541,7 +599,7 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None, sync_path: st
                 generated.add(target / "kustomization.yaml")
             _add_flux_patches(target, unit.flux)
             _add_origin_annotations(target)
-            docs, error = _cached_build(kubectl, target, copy_root)
+            texts, error = _cached_build(kubectl, target, copy_root)
             if error:
                 error = error.replace(f"{copy_root}/", "")
                 problems.append(f"{unit.label}: `kubectl kustomize ./{unit.path}` failed: {error}")
@@ -552,7 +610,18 @@ def load_tree(root: Path = REPO_ROOT, schemas: Path | None = None, sync_path: st
                 for f in _referenced_files(_kustomization_file(target), copy_root, set())  # type: ignore[arg-type]
                 if (copy_root / f) not in generated
             }
-            for doc in docs:
+            variables = _post_build_variables(unit, settings or {})
+            for text in texts:
+                if variables is None:
+                    doc = _load(text)
+                else:
+                    doc, missing = substitute(text, variables)
+                    problems += [
+                        f"{unit.label}: ${{{name}}} in {doc.get('kind')} {(doc.get('metadata') or {}).get('name')} "
+                        "has no value and no default; write it as ${name:=default}, or add it to the cluster "
+                        "settings that bootstrap writes (flux_cluster_settings)."
+                        for name in dict.fromkeys(missing)
+                    ]
                 meta = doc.setdefault("metadata", {})
                 annotations = meta.get("annotations") or {}
                 origin_raw = annotations.pop(ORIGIN_ANNOTATION, None)
@@ -677,6 +746,26 @@ def crd_to_jsonschema(schema: Any) -> Any:
     return out
 
 
+def prune_nulls(value: Any, schema: Any) -> Any:
+    """``value`` without the nulls the API server prunes before validating a custom resource: a null field whose
+    CRD schema does not say ``nullable: true`` is dropped (Kubernetes docs, "Defaulting and Nullable")."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = properties.get(key) if isinstance(properties, dict) and key in properties else extra
+            if item is None and isinstance(sub, dict) and not sub.get("nullable"):
+                continue
+            out[key] = prune_nulls(item, sub)
+        return out
+    if isinstance(value, list):
+        return [prune_nulls(item, schema.get("items")) for item in value]
+    return value
+
+
 @cache
 def _crd_validator(schema_json: str) -> jsonschema.protocols.Validator:
     schema = crd_to_jsonschema(json.loads(schema_json))
@@ -717,7 +806,8 @@ def check_crd(tree: Tree) -> list[str]:
             continue
         schema = versions[obj.version].get("schema", {}).get("openAPIV3Schema", {})
         validator = _crd_validator(json.dumps(schema, sort_keys=True))
-        errors = sorted(validator.iter_errors(obj.doc), key=lambda e: list(e.path))
+        pruned = prune_nulls(obj.doc, schema)
+        errors = sorted(validator.iter_errors(pruned), key=lambda e: list(e.path))
         for error in errors:
             where = ".".join(str(p) for p in error.path) or "(top level)"
             problems.append(f"{obj.ref()}: does not match the {obj.kind} CRD at {where}: {error.message}.")
