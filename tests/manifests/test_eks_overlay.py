@@ -48,6 +48,10 @@ INTENDED = {
         "spec.values.grafana.service.nodePort",
     },
     ("Service", "filewcount", "filewcount"): {"spec.type", "spec.ports.0.nodePort"},
+    # The ACME issuers that gitops_gateway_issuer may name on a cluster the internet reaches.
+    ("Kustomization", "flux-system", "acme-issuers"): {"+"},
+    ("ClusterIssuer", "", "letsencrypt-staging"): {"+"},
+    ("ClusterIssuer", "", "letsencrypt"): {"+"},
     ("HelmRelease", "traefik", "traefik"): {"spec.values.service.spec.type", "spec.values.ports"},
     ("StorageClass", "", "gp3"): {"+"},
 }
@@ -110,13 +114,15 @@ def test_eks_entry_points_and_chain(eks: validate.Tree) -> None:
         "infrastructure-controllers": (f"./{EKS_OVERLAY}/infrastructure/controllers", ["infrastructure-crds"]),
         "infrastructure-configs": ("./kube/infrastructure/configs", ["infrastructure-controllers"]),
         "apps": ("./kube/apps", ["infrastructure-configs"]),
+        "acme-issuers": (f"./{EKS_OVERLAY}/infrastructure/acme", ["infrastructure-controllers"]),
     }
     assert set(ks) == set(chain)
     for name, (path, deps) in chain.items():
         spec = ks[name].spec
         assert spec["path"] == path
         assert [d["name"] for d in spec.get("dependsOn", [])] == deps
-        assert spec["prune"] is True and spec["wait"] is True
+        # The ACME issuers alone are not waited for: one that cannot reach its server must not hold up the tree.
+        assert spec["prune"] is True and spec["wait"] is (name != "acme-issuers")
 
 
 # ---------------------------------------------------------------------------------------------------

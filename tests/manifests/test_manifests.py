@@ -43,6 +43,10 @@ NEGATIVE: dict[tuple[str, str], str | tuple[str, ...]] = {
         "build",
         "bad-path",
     ): "Kustomization flux-system/apps (path ./kube/app): path ./kube/app does not exist in the repository.",
+    ("build", "unknown-setting"): (
+        "Kustomization flux-system/apps (path ./kube/apps): ${gateway_domian} in HTTPRoute filewcount has no value "
+        "and no default; write it as ${name:=default}, or add it to the cluster settings that bootstrap writes",
+    ),
     ("build", "not-a-manifest"): "notes.yaml is not a Kubernetes manifest (every document needs apiVersion and kind)",
     ("builtin", "unknown-field"): (
         "Service filewcount/filewcount (kube/apps/filewcount/service.yaml): invalid for Kubernetes 1.36 at "
@@ -65,6 +69,10 @@ NEGATIVE: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("crd", "bad-promql"): (
         "PrometheusRule monitoring/flux (kube/infrastructure/configs/prometheusrule-flux.yaml): rule "
         "FluxPodsRestarting in group flux.pods is not valid PromQL"
+    ),
+    ("crd", "substitution-skipped"): (
+        "HTTPRoute filewcount/filewcount (kube/apps/filewcount/httproute.yaml): does not match the HTTPRoute CRD at "
+        "spec.hostnames.0: 'filewcount.${gateway_domain:=localhost}' does not match",
     ),
     ("crd", "bad-enum"): "at spec.driftDetection.mode: 'on' is not one of ['enabled', 'warn', 'disabled'].",
     ("crd", "scaledobject-hpa-field"): (
