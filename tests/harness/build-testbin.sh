@@ -23,6 +23,12 @@ fi
 command -v go >/dev/null || { echo "build-testbin: the Go toolchain (go) is not on PATH: install Go 1.26 or newer." >&2; exit 1; }
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 mkdir -p "$testbin/src"
+# One build at a time per cache: a second run (make's testbin target while .ci/run builds in the background) waits
+# here, then finds every program built.
+if command -v flock >/dev/null; then
+  exec 9>"$testbin/.build.lock"
+  flock 9
+fi
 
 flux_controllers=(source-controller kustomize-controller helm-controller notification-controller)
 all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm

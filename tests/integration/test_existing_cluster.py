@@ -11,6 +11,10 @@ gitops_host_ports (so this test needs no lock on the default host ports and runs
   summary prints the URLs that work (GET through them answers);
 - the re-run and bootstrap --check report changed=0 and send no write request (the audit log of the kubeconfig's
   user, kubernetes-admin);
+- the Gateway's domain is a cluster setting: bootstrap writes it to the ConfigMap flux-system/cluster-settings,
+  the real kustomize-controller substitutes it into the Gateway, the routes and the Certificate, and the stand-in
+  cert-manager issues the certificate for those names; a re-run with another domain writes only that ConfigMap,
+  and Flux re-applies them at once (its watch label), not at their interval;
 - status reports on the cluster; sync publishes through the git server's port-forward; upgrade to 2.0 rolls
   filewcount through GitOps (the page answering through its restarted port-forward names the new image), and the
   same upgrade again changes nothing;
@@ -21,15 +25,18 @@ gitops_host_ports (so this test needs no lock on the default host ports and runs
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,6 +101,47 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def settings(kubeconfig: Path) -> dict:
+    proc = harness.kubectl(kubeconfig, "get", "configmap", "-n", "flux-system", "cluster-settings", "-o", "json")
+    return json.loads(proc.stdout)["data"]
+
+
+def front_door_names(kubeconfig: Path) -> dict[str, list[str]]:
+    """The host names of the Gateway's listeners, the HTTPRoutes, the Certificate and the issued certificate."""
+
+    def one(*what: str) -> dict:
+        return json.loads(harness.kubectl(kubeconfig, "get", *what, "-o", "json").stdout)
+
+    gateway = one("gateway", "-n", "traefik", "front-door")
+    routes = [one("httproute", "-n", "filewcount", "filewcount"), one("httproute", "-n", "monitoring", "grafana")]
+    certificate = one("certificate", "-n", "traefik", "front-door")
+    secret = one("secret", "-n", "traefik", "front-door-tls")
+    issued = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    sans = issued.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {
+        "listeners": sorted({entry["hostname"] for entry in gateway["spec"]["listeners"]}),
+        "routes": sorted(h for route in routes for h in route["spec"]["hostnames"]),
+        "certificate": sorted(certificate["spec"]["dnsNames"]),
+        "issued": sorted(sans.get_values_for_type(x509.DNSName)),
+    }
+
+
+def expected_names(domain: str) -> dict[str, list[str]]:
+    names_ = [f"filewcount.{domain}", f"grafana.{domain}"]
+    return {"listeners": [f"*.{domain}"], "routes": names_, "certificate": names_, "issued": names_}
+
+
+def wait_for_names(kubeconfig: Path, domain: str, timeout: float = 180) -> float:
+    """Seconds until every front-door name is under ``domain`` (Flux re-applied, the stand-in re-issued)."""
+    start = time.monotonic()
+    while True:
+        found = front_door_names(kubeconfig)
+        if found == expected_names(domain):
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, f"after {timeout:.0f} s the front door still names {found}"
+        time.sleep(2)
 
 
 def load_test_jobs(kubeconfig: Path) -> list:
@@ -174,6 +222,7 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
     kind_harness.clone_checkout(tmp_path)
     env = kind_harness.bootstrap_environment(tmp_path)
     ctx, extra = kind_harness.existing(tmp_path, env, CONTEXT)
+    extra["gitops_gateway_domain"] = "staging.test"
     state, admin = ctx["state"], ctx["state"].components_kubeconfig
     state_dir = tmp_path / "state"
     ports = {entry["node_port"]: entry["host_port"] for entry in extra["gitops_host_ports"]}
@@ -184,6 +233,7 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
         assert f"filewcount:      {filewcount}" in first.stdout
         assert f"Grafana:         {grafana}" in first.stdout
         assert "Port-forwards:" in first.stdout
+        assert "Gateway:         https://filewcount.staging.test/ and https://grafana.staging.test/ (" in first.stdout
         assert "kind cluster" not in first.stdout.split("PLAY RECAP")[-1]
         assert get(filewcount)[0] == 200
         assert get(f"{grafana}/api/health")[0] == 200
@@ -202,6 +252,18 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
         check = playbook(env, "bootstrap.yml", extra, "--check")
         assert ok(check) == (0, 0), check.stdout[-6000:]
         assert writes(state, since) == []
+
+        # The domain, written before Flux's first sync, is in every name of the front door; another domain on a
+        # re-run rewrites the ConfigMap alone, and Flux follows at once.
+        written = {"gateway_domain": "staging.test", "gateway_issuer": "filewcount-ca", "acme_email": ""}
+        assert settings(admin) == written
+        assert front_door_names(admin) == expected_names("staging.test")
+        since = audit.mark(state.audit_log)
+        moved = playbook(env, "bootstrap.yml", {**extra, "gitops_gateway_domain": "apps.test"})
+        assert ok(moved)[0] == 1, moved.stdout[-6000:]
+        assert writes(state, since) == ["update configmaps flux-system/cluster-settings"]
+        print(f"the front door named apps.test {wait_for_names(admin, 'apps.test'):.0f} s after the re-run")
+        extra["gitops_gateway_domain"] = "apps.test"
 
         ok(playbook(env, "status.yml", extra))
 
@@ -271,6 +333,38 @@ def test_bootstrap_names_a_context_the_kubeconfig_lacks(tmp_path):
     out = bad_input(tmp_path, "bootstrap.yml", gitops_kubeconfig=str(kubeconfig), gitops_kube_context="staging")
     assert f"The kubeconfig {kubeconfig} has no context staging (contexts in it: prod)" in out, out[-3000:]
     assert "not-a-secret" not in out
+
+
+@pytest.mark.parametrize(
+    ("settings", "sentence"),
+    [
+        (
+            {"gitops_cluster": "kind", "gitops_gateway_issuer": "letsencrypt"},
+            "gitops_gateway_issuer letsencrypt needs a cluster that Let's Encrypt reaches for the HTTP-01 challenge, "
+            "and a kind cluster is not one: keep filewcount-ca on kind, or use letsencrypt with "
+            "gitops_cluster=existing and gitops_sync_path=kube/clusters/eks.",
+        ),
+        (
+            {"gitops_gateway_issuer": "letsencrypt-staging"},
+            "gitops_gateway_issuer letsencrypt-staging cannot get a certificate for localhost: set "
+            "gitops_gateway_domain to a public domain",
+        ),
+        (
+            {"gitops_gateway_issuer": "letsencrypt", "gitops_gateway_domain": "apps.example.com"},
+            "gitops_gateway_issuer letsencrypt registers an ACME account, which needs a contact: set "
+            "gitops_acme_email to your e-mail address.",
+        ),
+        (
+            {"gitops_gateway_domain": "https://apps.example.com"},
+            "gitops_gateway_domain is 'https://apps.example.com', which is not a DNS domain",
+        ),
+    ],
+    ids=["acme-on-kind", "acme-for-localhost", "acme-without-contact", "domain-with-scheme"],
+)
+def test_gateway_settings_that_cannot_work_are_refused_before_anything_changes(tmp_path, settings, sentence):
+    out = bad_input(tmp_path, "bootstrap.yml", gitops_kube_context=CONTEXT, **settings)
+    assert sentence in " ".join(out.split()), out[-3000:]
+    assert "changed=0" in out
 
 
 ACCESS_PLAYBOOK = """---
