@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import chartrepo
+import flux_varsub
 import network
 import storage
 import yaml
@@ -1010,6 +1011,25 @@ def kubectl(kubeconfig: str | Path, *args: str, stdin: str | None = None, check:
     if check and proc.returncode != 0:
         raise HarnessError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
     return proc
+
+
+def tree_manifests(path: str | Path, settings: dict[str, str] | None = None) -> str:
+    """What Flux applies of a tree directory (kustomize build) or file, for tests that apply it with kubectl.
+
+    The Kustomizations of kube/clusters substitute the cluster settings (substituteStrategy Always), so every
+    ${name:=default} becomes the setting's value, or its default without one (flux_varsub.py).
+    """
+    path = Path(path)
+    if path.is_dir():
+        argv = [str(binary("kubectl")), "kustomize", str(path)]
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    else:  # as kustomize prints it: without the comments, which Flux never sees
+        docs = yaml.safe_load_all(path.read_text(encoding="utf-8"))
+        text = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs if d)
+    done, missing = flux_varsub.substitute(text, settings or {})
+    if missing:
+        raise HarnessError(f"{path}: ${{{missing[0]}}} has no value and no default")
+    return done
 
 
 def apply_gateway_api_crds(kubeconfig: str | Path) -> str:

@@ -306,7 +306,7 @@ def test_keda_scales_filewcount_on_the_request_rate_then_back(kind_cluster):
     root = kind_cluster["state"].root
     kind_harness.install_keda(kind_cluster["kubeconfig"], kind_cluster["tmp"])
     harness.apply_gateway_api_crds(kind_cluster["kubeconfig"])  # the HTTPRoute needs them (install_keda brought KEDA's)
-    kubectl(kind_cluster, "apply", "-k", str(APP))
+    kubectl(kind_cluster, "apply", "-f", "-", stdin=harness.tree_manifests(APP))
     minimum, maximum = spec["minReplicaCount"], spec["maxReplicaCount"]
 
     def hpa():

@@ -146,6 +146,8 @@ def test_flux_controllers_apply_add_and_prune_the_tree(flux_cluster, git_server)
                 "timeout": "2m",
                 "interval": "1m",
                 "sourceRef": {"kind": "GitRepository", "name": "filewcount"},
+                # As kube/clusters/kind/apps.yaml: the cluster settings' defaults (no ConfigMap here).
+                "postBuild": {"substituteStrategy": "Always"},
             },
         },
     ]

@@ -153,7 +153,7 @@ def test_context_is_the_one_asked_for(existing):
 
 def test_filewcount_answers_through_kubectl_port_forward(existing):
     harness.apply_app_crds(existing["kubeconfig"])  # the app's HTTPRoute and ScaledObject need them
-    manifests = kubectl(existing, "kustomize", str(ROOT / "kube" / "apps" / "filewcount")).stdout
+    manifests = harness.tree_manifests(ROOT / "kube" / "apps" / "filewcount")
     kubectl(existing, "apply", "-f", "-", stdin=manifests)
     entry = wait_for("the filewcount stand-in to run", lambda: app_running(existing, "filewcount"), 60)
     forward = wait_for(

@@ -283,7 +283,7 @@ def app_cluster(tmp_path):
         kubeconfig = ctx["kubeconfig"]
         kind_harness.install_keda(kubeconfig, tmp_path)
         harness.apply_gateway_api_crds(kubeconfig)  # the HTTPRoute needs them (install_keda brought KEDA's)
-        harness.kubectl(kubeconfig, "apply", "-k", str(APP))
+        harness.kubectl(kubeconfig, "apply", "-f", "-", stdin=harness.tree_manifests(APP))
         # KEDA owns the HPA and puts back any edit of it, so the change goes to the ScaledObject.
         fast_down = {
             "spec": {

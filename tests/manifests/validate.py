@@ -53,6 +53,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+import flux_varsub
+
 try:  # PromQL syntax of PrometheusRules, as the prometheus-operator admission webhook checks it
     import promql_parser
 except ImportError:  # pragma: no cover - promql-parser is in requirements-test.txt
@@ -77,10 +80,9 @@ ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 FLUX_GROUP_SUFFIX = ".toolkit.fluxcd.io"
 # Objects `flux bootstrap` (or the flux_bootstrap module) creates before the tree is synced. They are
 # used only when the tree does not contain them (kube/clusters/kind/flux-system/ is written by bootstrap).
-# Flux post-build substitution (fluxcd/pkg/kustomize, kustomize_varsub.go): a ${name} reference, with an optional
-# default after := or :- (= and - without the colon too), in the YAML of each object the build produced; $${...}
-# escapes one. An object annotated kustomize.toolkit.fluxcd.io/substitute: disabled is left alone.
-VARSUB = re.compile(r"\$\$\{|\$\{([_a-zA-Z][_a-zA-Z0-9]*)(?:(:?[=-])([^}]*))?\}")
+# Flux post-build substitution (fluxcd/pkg/kustomize, kustomize_varsub.go), shared with the harness's tests:
+# tests/harness/flux_varsub.py. An object annotated kustomize.toolkit.fluxcd.io/substitute: disabled is left alone.
+VARSUB = flux_varsub.VARSUB
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 
 BOOTSTRAP_OBJECTS = {
@@ -507,21 +509,7 @@ def substitute(text: str, variables: dict[str, str]) -> tuple[dict[str, Any], li
     doc = _load(text)
     if ((doc.get("metadata") or {}).get("annotations") or {}).get(SUBSTITUTE_ANNOTATION) == "disabled":
         return doc, []
-    missing: list[str] = []
-
-    def value(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        name, operator, default = match.group(1), match.group(2), match.group(3)
-        found = variables.get(name)
-        if found is not None and not (operator and operator.startswith(":") and found == ""):
-            return found
-        if operator:
-            return default
-        missing.append(name)
-        return ""
-
-    done = VARSUB.sub(value, text)
+    done, missing = flux_varsub.substitute(text, variables)
     return (doc if done == text else _load(done)), missing
 
 
