@@ -93,7 +93,7 @@ units: venv-test ## Unit tests of plugins, harness and playbook logic
 manifests: venv-test testbin ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
 	$(BIN)/pytest tests/manifests -q -p no:cacheprovider
 
-testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server) from their Go modules, once per version
+testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server, Flux, Helm, KEDA, amtool) from their Go modules, once per version
 	bash tests/harness/build-testbin.sh
 
 test-cluster: venv-test testbin ## Start a harness cluster to explore by hand and print its KUBECONFIG export line

@@ -32,7 +32,7 @@ fi
 
 flux_controllers=(source-controller kustomize-controller helm-controller notification-controller)
 all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm
-  keda-operator keda-adapter)
+  keda-operator keda-adapter amtool)
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=("${all[@]}")
 
@@ -48,6 +48,7 @@ version_of() {
     notification-controller) echo "$NOTIFICATION_CONTROLLER_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     keda-*) echo "$KEDA_VERSION" ;;
+    amtool) echo "$ALERTMANAGER_VERSION" ;;
     *) echo "build-testbin: unknown program $1 (known: ${all[*]})" >&2; exit 2 ;;
   esac
 }
@@ -281,6 +282,9 @@ build_one() {
       GOBIN=$tmp go install -trimpath \
         -ldflags "-s -w -X $(helm_module)/internal/version.version=$HELM_VERSION -X $(helm_module)/internal/version.gitTreeState=clean" \
         "$(helm_module)/cmd/helm@$HELM_VERSION" ;;
+    amtool)
+      GOBIN=$tmp go install -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" \
+        "github.com/prometheus/alertmanager/cmd/amtool@$ALERTMANAGER_VERSION" ;;
     keda-operator|keda-adapter)
       # cmd/operator is the image's /keda, cmd/adapter its /keda-adapter (the metrics API server).
       dir=$(keda_module)

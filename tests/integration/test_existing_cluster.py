@@ -115,7 +115,10 @@ def front_door_names(kubeconfig: Path) -> dict[str, list[str]]:
         return json.loads(harness.kubectl(kubeconfig, "get", *what, "-o", "json").stdout)
 
     gateway = one("gateway", "-n", "traefik", "front-door")
-    routes = [one("httproute", "-n", "filewcount", "filewcount"), one("httproute", "-n", "monitoring", "grafana")]
+    routes = [
+        one("httproute", "-n", namespace, name)
+        for namespace, name in (("filewcount", "filewcount"), ("monitoring", "grafana"), ("monitoring", "alertmanager"))
+    ]
     certificate = one("certificate", "-n", "traefik", "front-door")
     secret = one("secret", "-n", "traefik", "front-door-tls")
     issued = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
@@ -129,7 +132,7 @@ def front_door_names(kubeconfig: Path) -> dict[str, list[str]]:
 
 
 def expected_names(domain: str) -> dict[str, list[str]]:
-    names_ = [f"filewcount.{domain}", f"grafana.{domain}"]
+    names_ = sorted(f"{name}.{domain}" for name in ("filewcount", "grafana", "alertmanager"))
     return {"listeners": [f"*.{domain}"], "routes": names_, "certificate": names_, "issued": names_}
 
 
@@ -233,7 +236,10 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
         assert f"filewcount:      {filewcount}" in first.stdout
         assert f"Grafana:         {grafana}" in first.stdout
         assert "Port-forwards:" in first.stdout
-        assert "Gateway:         https://filewcount.staging.test/ and https://grafana.staging.test/ (" in first.stdout
+        assert (
+            "Gateway:         https://filewcount.staging.test/, https://grafana.staging.test/, "
+            "https://alertmanager.staging.test/ (" in first.stdout
+        )
         assert "kind cluster" not in first.stdout.split("PLAY RECAP")[-1]
         assert get(filewcount)[0] == 200
         assert get(f"{grafana}/api/health")[0] == 200

@@ -160,7 +160,7 @@ def wait_release_ready(ctx, namespace, name, timeout=300):
 def _tree_documents(*relative: str) -> list[dict]:
     docs = []
     for path in relative:
-        docs += [d for d in yaml.safe_load_all((ROOT / path).read_text(encoding="utf-8")) if d]
+        docs += [d for d in yaml.safe_load_all(harness.tree_manifests(ROOT / path)) if d]
     return docs
 
 
@@ -203,6 +203,7 @@ def test_gateway_api_crds_traefik_and_the_routes(flux_cluster):
     routes = _tree_documents(
         "kube/infrastructure/configs/gateway.yaml",
         "kube/infrastructure/configs/httproute-grafana.yaml",
+        "kube/infrastructure/configs/httproute-alertmanager.yaml",
         "kube/apps/filewcount/httproute.yaml",
     )
     proc = kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in routes))
@@ -277,5 +278,5 @@ def test_cert_manager_chart_and_the_local_ca(flux_cluster):
     assert leaf.issuer == ca.subject
     leaf.verify_directly_issued_by(ca)
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    assert sorted(names) == ["filewcount.localhost", "grafana.localhost"]
+    assert sorted(names) == ["alertmanager.localhost", "filewcount.localhost", "grafana.localhost"]
     assert leaf_secret["ca.crt"] == secret("cert-manager", "filewcount-ca")["tls.crt"]

@@ -95,7 +95,7 @@ def test_the_gateway_certificate_comes_from_the_local_ca(tree: validate.Tree) ->
 
 def test_routes_attach_to_the_gateway_and_reach_services_of_the_tree(tree: validate.Tree) -> None:
     routes = _objects(tree, "HTTPRoute")
-    assert set(routes) == {("filewcount", "filewcount"), ("monitoring", "grafana")}
+    assert set(routes) == {("filewcount", "filewcount"), ("monitoring", "grafana"), ("monitoring", "alertmanager")}
     (gateway,) = _objects(tree, "Gateway").values()
     allowed = gateway.spec["listeners"][0]["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"][0]
     services = {(o.namespace, o.name): o for o in tree.all_objects() if o.kind == "Service"}
@@ -111,13 +111,12 @@ def test_routes_attach_to_the_gateway_and_reach_services_of_the_tree(tree: valid
         if (namespace, backend["name"]) in services:
             ports = [p["port"] for p in services[(namespace, backend["name"])].doc["spec"]["ports"]]
             assert backend["port"] in ports
-        else:  # Grafana's Service comes from the kube-prometheus-stack chart (gitops_services names it).
+        else:  # Grafana's and Alertmanager's Services come from the kube-prometheus-stack chart.
             grafana = yaml.safe_load(GITOPS_VARS.read_text())["gitops_services"]["grafana"]
-            assert (namespace, backend["name"], backend["port"]) == (
-                grafana["namespace"],
-                grafana["name"],
-                grafana["port"],
-            )
+            assert (namespace, backend["name"], backend["port"]) in {
+                (grafana["namespace"], grafana["name"], grafana["port"]),
+                ("monitoring", "kube-prometheus-stack-alertmanager", 9093),
+            }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -214,6 +213,7 @@ def test_a_domain_and_an_acme_issuer_are_one_setting_away_on_eks(schemas: Path, 
     assert {h for r in routes.values() for h in r.spec["hostnames"]} == {
         "filewcount.apps.example.com",
         "grafana.apps.example.com",
+        "alertmanager.apps.example.com",
     }
     certificate = _objects(tree, "Certificate")[("traefik", "front-door")]
     assert sorted(certificate.spec["dnsNames"]) == sorted(h for r in routes.values() for h in r.spec["hostnames"])
@@ -236,7 +236,11 @@ def test_without_settings_the_trees_keep_their_defaults(schemas: Path) -> None:
         tree = validate.load_tree(ROOT, schemas, sync_path)
         certificate = _objects(tree, "Certificate")[("traefik", "front-door")]
         assert certificate.spec["issuerRef"]["name"] == "filewcount-ca"
-        assert sorted(certificate.spec["dnsNames"]) == ["filewcount.localhost", "grafana.localhost"]
+        assert sorted(certificate.spec["dnsNames"]) == [
+            "alertmanager.localhost",
+            "filewcount.localhost",
+            "grafana.localhost",
+        ]
         for (_ns, name), issuer in _objects(tree, "ClusterIssuer").items():
             if name in ACME:
                 # Flux writes "" for an unset contact; the API server prunes the null the unquoted YAML becomes.
