@@ -105,6 +105,8 @@ def version_of(name: str) -> str:
         return v["KUBERNETES_VERSION"]
     if name.startswith("keda-"):  # keda-operator and keda-adapter, one module
         return v["KEDA_VERSION"]
+    if name == "amtool":  # Alertmanager's CLI, at the chart's Alertmanager version
+        return v["ALERTMANAGER_VERSION"]
     return v[name.upper().replace("-", "_") + "_VERSION"]
 
 

@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
+import cluster as harness
 import test_eks_overlay as eks_overlay
 import validate
 
@@ -30,21 +32,12 @@ DOC = ROOT / "docs" / "alerting.md"
 SECRET = ("Secret", "monitoring", "alertmanager-kube-prometheus-stack-alertmanager")
 
 
-def _amtool() -> Path | None:
-    versions = (ROOT / "tests" / "harness" / "versions.env").read_text()
-    match = re.search(r"^ALERTMANAGER_VERSION=(\S+)$", versions, re.MULTILINE)
-    cache = os.environ.get("FILEWCOUNT_CACHE_DIR") or str(Path.home() / ".cache" / "filewcount-gitops")
-    testbin = Path(os.environ.get("FILEWCOUNT_TESTBIN_DIR") or Path(cache) / "testbin")
-    amtool = testbin / f"amtool-{match.group(1)}" / "amtool" if match else None
-    return amtool if amtool is not None and os.access(amtool, os.X_OK) else None
-
-
 @pytest.fixture(scope="module")
 def amtool() -> Path:
-    found = _amtool()
-    if found is None:
-        pytest.skip("the harness's amtool is not built (make testbin)")
-    return found
+    try:
+        return harness.binary("amtool")
+    except harness.HarnessError as exc:
+        pytest.skip(f"the harness's amtool is not built: {exc}")
 
 
 @pytest.fixture(scope="module", params=["kube/clusters/kind", "kube/clusters/eks"])
