@@ -274,6 +274,8 @@ class Cluster:
     usage: dict[str, dict[str, str]] = field(default_factory=dict)
     # Node port -> "address:port" on this host, as kind's extraPortMappings publish it (set by the stand-in kind).
     node_ports: dict[str, str] = field(default_factory=dict)
+    # Path in the node -> folder on this host, as kind's extraMounts bind it (set by the stand-in kind).
+    node_mounts: dict[str, str] = field(default_factory=dict)
 
     @property
     def pki(self) -> Path:
@@ -311,6 +313,7 @@ class Cluster:
             "node_labels": self.node_labels,
             "usage": self.usage,
             "node_ports": self.node_ports,
+            "node_mounts": self.node_mounts,
             "server": self.server if "apiserver" in self.ports else None,
             "components_kubeconfig": str(self.components_kubeconfig),
             "audit_log": str(self.audit_log),
@@ -328,6 +331,7 @@ class Cluster:
         self.node_labels = data.get("node_labels", {})
         self.usage = data.get("usage", {})
         self.node_ports = data.get("node_ports", {})
+        self.node_mounts = data.get("node_mounts", {})
         return True
 
     # --- kubeconfig -------------------------------------------------------------------------------------------
@@ -794,6 +798,14 @@ def set_node_ports(state_dir: str | Path, name: str, mappings: dict[int, str]) -
     extraPortMappings do; network.py sends a NodePort Service's traffic there."""
     cluster = running(state_dir, name)
     cluster.node_ports = {str(k): v for k, v in mappings.items()}
+    cluster.save()
+
+
+def set_node_mounts(state_dir: str | Path, name: str, mounts: dict[str, str]) -> None:
+    """Record the host folders bound into the node (node path -> host folder), as kind's extraMounts do; the stand-in
+    local-path-provisioner (storage.py) keeps its volumes in the one bound at /var/local-path-provisioner."""
+    cluster = running(state_dir, name)
+    cluster.node_mounts = dict(mounts)
     cluster.save()
 
 

@@ -29,6 +29,7 @@ import storage  # noqa: E402
 
 NAME = "storage"
 GIT_SERVER = ROOT / "kube" / "bootstrap" / "git-server"
+RETAIN = ROOT / "kube" / "infrastructure" / "controllers" / "storage" / "storageclass-retain.yaml"
 wait_for = harness.wait_for
 
 
@@ -123,7 +124,8 @@ def test_git_server_claim_gets_a_volume_and_gives_it_back(storage_cluster):
     ]
     directory = Path(pv["spec"]["hostPath"]["path"])
     assert pv["spec"]["hostPath"]["type"] == "DirectoryOrCreate"
-    assert directory == state.root / "volumes" / pv_name
+    # local-path's default folder name: <pv name>_<namespace>_<claim>; no extraMounts here, so under the cluster.
+    assert directory == state.root / "volumes" / f"{pv_name}_git-server_git-server-data"
     assert directory.is_dir()
     assert stat.S_IMODE(directory.stat().st_mode) == 0o777
 
@@ -150,6 +152,89 @@ def test_git_server_claim_gets_a_volume_and_gives_it_back(storage_cluster):
         interval=0.5,
     )
     wait_for(f"{directory} to be removed", lambda: not directory.exists(), 10, interval=0.5)
+
+
+def _claim_and_pod(ctx, name: str, storage_class: str) -> dict:
+    """A claim of the class and a pod that mounts it (WaitForFirstConsumer provisions for a scheduled pod only);
+    returns the Bound claim."""
+    manifest = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "storageClassName": storage_class,
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-user", "namespace": "default"},
+            "spec": {
+                "containers": [
+                    {"name": "c", "image": "busybox", "volumeMounts": [{"name": "v", "mountPath": "/data"}]}
+                ],
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": name}}],
+            },
+        },
+    ]
+    kubectl(ctx, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}))
+    path = f"/api/v1/namespaces/default/persistentvolumeclaims/{name}"
+    return wait_for(
+        f"claim {name} to be Bound",
+        lambda: (c := get(ctx, path)) and (c.get("status") or {}).get("phase") == "Bound" and c,
+        60,
+        interval=0.5,
+    )
+
+
+def test_the_retained_class_keeps_the_folder_on_the_mounted_host_path_for_the_next_claim(storage_cluster, tmp_path):
+    """The tree's filewcount-retain class, with the node path bound to a host folder as the kind role's extraMounts
+    do: the claim's folder is <host folder>/<namespace>/<claim>, deleting the claim keeps the volume (Released) and
+    the folder with its data, and a new claim of the same name gets a new volume in the same folder."""
+    ctx, state = storage_cluster, storage_cluster["state"]
+    host = tmp_path / "volumes"
+    host.mkdir()
+    harness.set_node_mounts(state.root.parent.parent, NAME, {storage.NODE_PATH: str(host)})
+    kubectl(ctx, "apply", "-f", str(RETAIN))
+    try:
+        claim = _claim_and_pod(ctx, "kept", "filewcount-retain")
+        first = get(ctx, f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
+        assert first["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        assert first["spec"]["storageClassName"] == "filewcount-retain"
+        folder = host / "default" / "kept"
+        assert Path(first["spec"]["hostPath"]["path"]) == folder
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777
+        (folder / "marker").write_text("written before the claim went away\n")
+
+        kubectl(ctx, "delete", "pod", "kept-user", "-n", "default", "--wait=true", "--timeout=60s")
+        kubectl(ctx, "delete", "pvc", "kept", "-n", "default", "--wait=true", "--timeout=60s")
+        name = first["metadata"]["name"]
+        wait_for(
+            f"PersistentVolume {name} to be Released",
+            lambda: (get(ctx, f"/api/v1/persistentvolumes/{name}") or {}).get("status", {}).get("phase") == "Released",
+            60,
+            interval=0.5,
+        )
+        time.sleep(2)  # a few passes of the stand-in: a retained volume is not deleted
+        assert get(ctx, f"/api/v1/persistentvolumes/{name}") is not None
+        assert (folder / "marker").read_text() == "written before the claim went away\n"
+
+        again = _claim_and_pod(ctx, "kept", "filewcount-retain")
+        second = get(ctx, f"/api/v1/persistentvolumes/{again['spec']['volumeName']}")
+        assert second["metadata"]["name"] != name
+        assert Path(second["spec"]["hostPath"]["path"]) == folder
+        assert (folder / "marker").exists()
+        assert not [line for line in ctx["actions"] if "cannot provision" in line]
+    finally:
+        kubectl(ctx, "delete", "pod", "kept-user", "-n", "default", "--ignore-not-found", "--wait=true", check=False)
+        kubectl(ctx, "delete", "pvc", "kept", "-n", "default", "--ignore-not-found", "--wait=true", check=False)
+        for pv in (get(ctx, "/api/v1/persistentvolumes") or {}).get("items") or []:
+            if pv["spec"].get("storageClassName") == "filewcount-retain":  # Retain: nobody else deletes them
+                state.request("DELETE", f"/api/v1/persistentvolumes/{pv['metadata']['name']}")
+        harness.set_node_mounts(state.root.parent.parent, NAME, {})
 
 
 def test_a_claim_of_another_class_is_left_alone(storage_cluster):

@@ -44,6 +44,7 @@ INTENDED = {
     ("HelmRelease", "monitoring", "kube-prometheus-stack"): {
         "spec.values.prometheus-node-exporter.hostRootFsMount.enabled",
         "spec.values.prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec.storageClassName",
+        "spec.values.grafana.persistence.storageClassName",
         "spec.values.grafana.service.type",
         "spec.values.grafana.service.nodePort",
     },
@@ -54,6 +55,8 @@ INTENDED = {
     ("ClusterIssuer", "", "letsencrypt"): {"+"},
     ("HelmRelease", "traefik", "traefik"): {"spec.values.service.spec.type", "spec.values.ports"},
     ("StorageClass", "", "gp3"): {"+"},
+    # kind's retained local-path class (controllers/storage): EKS runs no local-path-provisioner.
+    ("StorageClass", "", "filewcount-retain"): {"-"},
 }
 
 
@@ -339,8 +342,11 @@ def test_rendered_charts_differ_only_as_intended(rendered: dict[Any, dict[Key, d
 
     kps = {c: rendered[(c, "kube-prometheus-stack")] for c in ("kind", "eks")}
     prometheus = {c: next(d for k, d in kps[c].items() if k[0] == "Prometheus") for c in kps}
-    assert "storageClassName" not in prometheus["kind"]["spec"]["storage"]["volumeClaimTemplate"]["spec"]
-    assert prometheus["eks"]["spec"]["storage"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "gp3"
+    for cluster, storage_class in (("kind", "filewcount-retain"), ("eks", "gp3")):
+        claim = prometheus[cluster]["spec"]["storage"]["volumeClaimTemplate"]["spec"]
+        assert claim["storageClassName"] == storage_class
+        grafana_claim = kps[cluster][("PersistentVolumeClaim", "monitoring", "kube-prometheus-stack-grafana")]
+        assert grafana_claim["spec"]["storageClassName"] == storage_class
     grafana = {c: kps[c][("Service", "monitoring", "kube-prometheus-stack-grafana")]["spec"] for c in kps}
     assert (grafana["kind"]["type"], grafana["eks"]["type"]) == ("NodePort", "ClusterIP")
     exporter = {
