@@ -90,10 +90,10 @@ sanity: venv-test ## ansible-test sanity, offline, from a temporary ansible_coll
 units: venv-test ## Unit tests of plugins, harness and playbook logic
 	$(BIN)/pytest tests/unit -q -p no:cacheprovider
 
-manifests: venv-test testbin ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
+manifests: venv-test testbin $(LOGQL_STAMP) ## Validate the GitOps tree under kube/ offline (kustomize, schemas, chart values, policy)
 	$(BIN)/pytest tests/manifests -q -p no:cacheprovider
 
-testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server, Flux, Helm, KEDA, amtool) from their Go modules, once per version
+testbin: ## Build the harness programs (etcd, Kubernetes, kwok, metrics-server, Flux, Helm, KEDA, amtool, promtool) from their Go modules, once per version
 	bash tests/harness/build-testbin.sh
 
 test-cluster: venv-test testbin ## Start a harness cluster to explore by hand and print its KUBECONFIG export line

@@ -32,7 +32,7 @@ fi
 
 flux_controllers=(source-controller kustomize-controller helm-controller notification-controller)
 all=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok metrics-server "${flux_controllers[@]}" helm
-  keda-operator keda-adapter amtool)
+  keda-operator keda-adapter amtool promtool)
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=("${all[@]}")
 
@@ -49,6 +49,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     keda-*) echo "$KEDA_VERSION" ;;
     amtool) echo "$ALERTMANAGER_VERSION" ;;
+    promtool) echo "$PROMETHEUS_VERSION" ;;
     *) echo "build-testbin: unknown program $1 (known: ${all[*]})" >&2; exit 2 ;;
   esac
 }
@@ -195,18 +196,29 @@ flux_module() {
   echo "$dir"
 }
 
-# KEDA cannot be `go install`ed: its go.mod pins Kubernetes and Prometheus modules with replace directives. Its
-# source, as the Go module proxy serves it (checked against go.sum and the checksum database), is copied to a
-# folder of its own and built there with its own go.mod and go.sum, as its Makefile does (CGO_ENABLED=0).
-keda_module() {
-  local dir="$testbin/src/keda-$KEDA_VERSION" src
+# A module that cannot be `go install`ed because its go.mod has replace (or exclude) directives: its source, as the
+# Go module proxy serves it (checked against go.sum and the checksum database), is copied to a folder of its own
+# (src/<name>-<version>) and built there with its own go.mod and go.sum, as its release build does.
+copied_module() {
+  local name=$1 module=$2 version=$3 dir="$testbin/src/$1-$3" src
   if [ -f "$dir/.ready" ]; then echo "$dir"; return; fi
-  src=$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")
-  [ -f "$src/go.mod" ] || { echo "build-testbin: could not download github.com/kedacore/keda/v2@$KEDA_VERSION" >&2; exit 1; }
+  src=$(module_dir "$module@$version")
+  [ -f "$src/go.mod" ] || { echo "build-testbin: could not download $module@$version" >&2; exit 1; }
   rm -rf "$dir" && cp -R "$src" "$dir" && chmod -R u+w "$dir"
   (cd "$dir" && go mod download >/dev/null)
   touch "$dir/.ready"
   echo "$dir"
+}
+
+# KEDA's go.mod pins Kubernetes and Prometheus modules with replace directives; its Makefile builds with CGO_ENABLED=0.
+keda_module() {
+  copied_module keda github.com/kedacore/keda/v2 "$KEDA_VERSION"
+}
+
+# Prometheus's go.mod replaces cloud.google.com/go and excludes three module versions, so promtool is built in a copy
+# of the module too, with the build tag of its release build (.promu.yml: netgo).
+prometheus_module() {
+  copied_module prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION"
 }
 
 # kwok's CRDs (Metric, ClusterResourceUsage, ClusterPortForward, Logs) and its definitions of the kubelet's resource
@@ -285,6 +297,11 @@ build_one() {
     amtool)
       GOBIN=$tmp go install -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" \
         "github.com/prometheus/alertmanager/cmd/amtool@$ALERTMANAGER_VERSION" ;;
+    promtool)
+      # The module is v0.<major><minor>.<patch>; the release version promtool reports (3.14.0) is its VERSION file.
+      dir=$(prometheus_module)
+      (cd "$dir" && go build -trimpath -tags netgo \
+        -ldflags "-s -w -X github.com/prometheus/common/version.Version=$(cat VERSION)" -o "$tmp/promtool" ./cmd/promtool) ;;
     keda-operator|keda-adapter)
       # cmd/operator is the image's /keda, cmd/adapter its /keda-adapter (the metrics API server).
       dir=$(keda_module)

@@ -107,6 +107,8 @@ def version_of(name: str) -> str:
         return v["KEDA_VERSION"]
     if name == "amtool":  # Alertmanager's CLI, at the chart's Alertmanager version
         return v["ALERTMANAGER_VERSION"]
+    if name == "promtool":  # Prometheus's CLI, at the chart's Prometheus version
+        return v["PROMETHEUS_VERSION"]
     return v[name.upper().replace("-", "_") + "_VERSION"]
 
 

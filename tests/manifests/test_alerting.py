@@ -4,7 +4,8 @@ The Alertmanager configuration is what Helm renders from the tree's kube-prometh
 operator reads (``helm template`` with the harness's Helm, on kind and EKS), checked by the real ``amtool`` of the
 chart's Alertmanager version (v0.34.0, built by tests/harness/build-testbin.sh): ``amtool check-config``, and
 ``amtool config routes test`` for where each kind of alert goes. The PrometheusRules are validated by the manifest
-suite (CRD schema, and every expression by the promql-parser Python package, not by promtool).
+suite (CRD schema, every expression by the promql-parser Python package) and by the real promtool
+(test_promtool.py: ``promtool check rules`` and ``promtool test rules``).
 """
 
 from __future__ import annotations
