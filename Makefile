@@ -1,5 +1,5 @@
 # filewcount.gitops: every target creates or reuses .venv and installs the pinned requirements it needs.
-# Nothing is assumed on the machine but python3, make and git.
+# Nothing is assumed on the machine but python3, make and git (and, for make manifests and make test, Node.js with npm).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,8 +23,12 @@ TEST_CLUSTER_DIR ?= $(abspath tests/output/test-cluster)
 
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
+# Grafana's LogQL grammar (npm @grafana/lezer-logql, pinned by tests/manifests/logql/package-lock.json), installed
+# by `npm ci` into .venv/logql so that no node_modules lands in the work tree; tests/manifests/test_logs.py uses it.
+LOGQL_DIR := $(VENV)/logql
+LOGQL_STAMP := $(LOGQL_DIR)/.installed
 
-.PHONY: help venv venv-test bootstrap teardown purge load-test status sync upgrade \
+.PHONY: help venv venv-test bootstrap teardown purge backup restore load-test status sync upgrade \
 	test lint sanity units manifests molecule testbin test-cluster test-cluster-down test-e2e benchmark schemas docs \
 	changelog clean
 
@@ -44,6 +48,13 @@ $(TEST_STAMP): $(RUNTIME_STAMP) requirements-test.txt constraints.txt
 
 venv: $(RUNTIME_STAMP) ## Create .venv with the runtime requirements
 venv-test: $(TEST_STAMP) ## Create .venv with the test requirements
+
+$(LOGQL_STAMP): tests/manifests/logql/package.json tests/manifests/logql/package-lock.json | $(BIN)/python
+	@command -v npm >/dev/null || { echo "make: npm (Node.js) is needed to install the LogQL parser of the manifest tests"; exit 1; }
+	mkdir -p $(LOGQL_DIR)
+	cp tests/manifests/logql/package.json tests/manifests/logql/package-lock.json $(LOGQL_DIR)/
+	cd $(LOGQL_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # --- The product -------------------------------------------------------------------------------------------
 

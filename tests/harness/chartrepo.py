@@ -37,7 +37,9 @@ REPOSITORIES = {
         "prometheus-node-exporter-4.56.1",
         "prometheus-windows-exporter-0.12.8",
     ],
-    ("grafana-community.github.io", "/helm-charts"): ["grafana-12.11.1"],
+    ("grafana-community.github.io", "/helm-charts"): ["grafana-12.11.1", "loki-18.11.0"],
+    # Alloy, and rollout-operator, which Loki's chart names as a dependency from this repository.
+    ("grafana.github.io", "/helm-charts"): ["alloy-1.11.1", "rollout-operator-0.51.1"],
     ("traefik.github.io", "/charts"): ["traefik-41.3.0"],
     ("charts.jetstack.io", ""): ["cert-manager-v1.21.1"],
     ("kedacore.github.io", "/charts"): ["keda-2.20.2"],
@@ -49,6 +51,9 @@ DEPENDENCIES = {
         "grafana-12.11.1",
         "prometheus-windows-exporter-0.12.8",
     ],
+    # Loki's remote dependencies (https://charts.min.io/ and grafana.github.io), packaged in as the published chart
+    # carries them: helm needs every dependency under charts/, also a disabled one (minio and rollout_operator are).
+    "loki-18.11.0": ["minio-5.4.0", "rollout-operator-0.51.1"],
 }
 
 

@@ -280,3 +280,65 @@ def test_cert_manager_chart_and_the_local_ca(flux_cluster):
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert sorted(names) == ["alertmanager.localhost", "filewcount.localhost", "grafana.localhost"]
     assert leaf_secret["ca.crt"] == secret("cert-manager", "filewcount-ca")["tls.crt"]
+
+
+def test_loki_and_alloy_install_from_the_vendored_charts(flux_cluster):
+    """Logs: the tree's Loki and Alloy releases, unchanged, from the chart repositories the harness serves.
+
+    Real: source-controller fetching loki 18.11.0 (its minio and rollout-operator dependencies packaged under charts/,
+    as the published chart carries them) and alloy 1.11.1 from their real URLs, helm-controller installing them with
+    the tree's values (Alloy after Loki, its dependsOn), kube-controller-manager's StatefulSet controller making Loki's
+    claim from the chart's volumeClaimTemplate, the scheduler placing the pod once the claim is bound. STAND-IN: the
+    local-path provisioner (tests/harness/storage.py) that binds the claim of class filewcount-retain; kwok makes the
+    pods Running and Ready, and runs neither Loki nor Alloy, so no log is collected here.
+    """
+    storage_class = _tree_documents("kube/infrastructure/controllers/storage/storageclass-retain.yaml")
+    kubectl(flux_cluster, "apply", "-f", "-", stdin=json.dumps(storage_class[0]))
+    kubectl(flux_cluster, "create", "namespace", "monitoring", check=False)
+    docs = _tree_documents(
+        "kube/infrastructure/controllers/loki/helmrepository.yaml",
+        "kube/infrastructure/controllers/loki/helmrelease.yaml",
+        "kube/infrastructure/controllers/alloy/helmrepository.yaml",
+        "kube/infrastructure/controllers/alloy/helmrelease.yaml",
+    )
+    kubectl(flux_cluster, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
+
+    loki = wait_release_ready(flux_cluster, "monitoring", "loki", timeout=420)
+    alloy = wait_release_ready(flux_cluster, "monitoring", "alloy", timeout=300)
+    assert loki["status"]["history"][0]["chartVersion"] == "18.11.0"
+    assert alloy["status"]["history"][0]["chartVersion"] == "1.11.1"
+    for name, url in (
+        ("grafana-community", "https://grafana-community.github.io/helm-charts"),
+        ("grafana", "https://grafana.github.io/helm-charts"),
+    ):
+        repo, repo_ready = condition(flux_cluster, "helmrepository", "flux-system", name)
+        assert repo_ready.get("status") == "True", repo_ready
+        assert repo["spec"]["url"] == url  # the tree's URL, unchanged
+
+    statefulset = json.loads(
+        kubectl(flux_cluster, "get", "statefulset", "loki", "-n", "monitoring", "-o", "json").stdout
+    )
+    assert statefulset["spec"]["replicas"] == 1
+    assert statefulset["status"].get("readyReplicas") == 1
+    claim = json.loads(kubectl(flux_cluster, "get", "pvc", "storage-loki-0", "-n", "monitoring", "-o", "json").stdout)
+    assert claim["spec"]["storageClassName"] == "filewcount-retain"
+    assert claim["status"]["phase"] == "Bound"
+    volume = json.loads(kubectl(flux_cluster, "get", "pv", claim["spec"]["volumeName"], "-o", "json").stdout)
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+
+    deployment = json.loads(
+        kubectl(flux_cluster, "get", "deployment", "alloy", "-n", "monitoring", "-o", "json").stdout
+    )
+    assert deployment["spec"]["replicas"] == 1
+    assert {c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]} == {"alloy", "config-reloader"}
+    assert not kubectl(flux_cluster, "get", "daemonset", "-n", "monitoring", "-o", "name").stdout.strip()
+    # The Loki rules ConfigMaps of kube/infrastructure/configs carry the label the chart's rules sidecar watches.
+    sidecar_env = {
+        e["name"]: e.get("value")
+        for c in statefulset["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "loki-sc-rules"
+        for e in c["env"]
+    }
+    for path in sorted((ROOT / "kube" / "infrastructure" / "configs").glob("loki-rules-*.yaml")):
+        (rules,) = _tree_documents(str(path.relative_to(ROOT)))
+        assert rules["metadata"]["labels"][sidecar_env["LABEL"]] == sidecar_env["LABEL_VALUE"], path.name

@@ -48,6 +48,7 @@ INTENDED = {
         "spec.values.grafana.service.type",
         "spec.values.grafana.service.nodePort",
     },
+    ("HelmRelease", "monitoring", "loki"): {"spec.values.singleBinary.persistence.storageClass"},
     ("Service", "filewcount", "filewcount"): {"spec.type", "spec.ports.0.nodePort"},
     # The ACME issuers that gitops_gateway_issuer may name on a cluster the internet reaches.
     ("Kustomization", "flux-system", "acme-issuers"): {"+"},

@@ -380,6 +380,13 @@ def test_helm_releases(tree: validate.Tree) -> None:
         ("traefik", "traefik"): ("traefik", "41.3.0", "traefik", "https://traefik.github.io/charts"),
         ("cert-manager", "cert-manager"): ("cert-manager", "v1.21.1", "jetstack", "https://charts.jetstack.io"),
         ("keda", "keda"): ("keda", "2.20.2", "kedacore", "https://kedacore.github.io/charts"),
+        ("monitoring", "loki"): (
+            "loki",
+            "18.11.0",
+            "grafana-community",
+            "https://grafana-community.github.io/helm-charts",
+        ),
+        ("monitoring", "alloy"): ("alloy", "1.11.1", "grafana", "https://grafana.github.io/helm-charts"),
     }
     assert set(releases) == set(expected)
     for key, (chart, version, repo, url) in expected.items():
@@ -439,7 +446,8 @@ def test_dashboards(tree: validate.Tree) -> None:
         assert metric in exprs
     for dashboard in found.values():
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] == "prometheus"
+            # Metrics from Prometheus; the log panels (tests/manifests/test_logs.py) from Loki.
+            assert panel["datasource"]["uid"] == {"logs": "loki"}.get(panel["type"], "prometheus")
 
 
 def test_dashboard_and_rule_queries_parse(tree: validate.Tree) -> None:
@@ -448,7 +456,9 @@ def test_dashboard_and_rule_queries_parse(tree: validate.Tree) -> None:
     for cm in _objects(tree, "ConfigMap").values():
         if cm.labels.get("grafana_dashboard") == "1":
             for body in cm.doc["data"].values():
-                exprs += [t["expr"] for p in json.loads(body)["panels"] for t in p["targets"]]
+                panels = json.loads(body)["panels"]
+                # LogQL of the log panels is parsed by tests/manifests/test_logs.py.
+                exprs += [t["expr"] for p in panels for t in p["targets"] if p["datasource"]["type"] == "prometheus"]
     for rule in _objects(tree, "PrometheusRule").values():
         exprs += [r["expr"] for g in rule.spec["groups"] for r in g["rules"]]
     assert len(exprs) > 20

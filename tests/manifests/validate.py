@@ -139,6 +139,13 @@ FREE_FORM_PATHS = {
     "config",
     # kube-state-metrics' CustomResourceStateMetrics document, rendered verbatim into its ConfigMap.
     "kube-state-metrics.customResourceState.config",
+    # Loki: blocks of Loki's own configuration file that the chart renders verbatim into config.yaml; values.yaml
+    # points each at Loki's configuration reference (and marks all but schemaConfig additionalProperties:true).
+    "loki.limits_config",
+    "loki.compactor",
+    "loki.rulerConfig",
+    "loki.schemaConfig",
+    "loki.analytics",
 }
 # Charts that key one of the free-form maps above by component instead (values.yaml): chart -> paths. The
 # component keys are checked against values.yaml and each component's map is free-form, so a misspelt component
