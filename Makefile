@@ -70,6 +70,14 @@ purge: venv ## Teardown, and also remove caches and persisted data
 load-test: venv ## Run the ab load test and write a report (results.json, report.md, chart.png)
 	$(PLAYBOOK) playbooks/load_test.yml $(ARGS)
 
+backup: venv ## Back up Prometheus (TSDB snapshot), Grafana and Loki data: make backup [BACKUP_NAME=name]
+	$(PLAYBOOK) playbooks/backup.yml $(if $(BACKUP_NAME),-e backup_name=$(BACKUP_NAME)) $(ARGS)
+
+restore: venv ## Restore a backup, then bootstrap onto it: make restore BACKUP=<folder>
+	@test -n "$(BACKUP)" || { echo "Name the backup to restore, for example: make restore BACKUP=$${FILEWCOUNT_STATE_DIR:-$${XDG_STATE_HOME:-$$HOME/.local/state}/filewcount-gitops}/backups/<name>"; exit 2; }
+	$(PLAYBOOK) playbooks/restore.yml -e restore_backup=$(abspath $(BACKUP)) $(ARGS)
+	$(PLAYBOOK) playbooks/bootstrap.yml $(ARGS)
+
 status: venv ## Print Flux, filewcount, HPA and metrics status
 	$(PLAYBOOK) playbooks/status.yml $(ARGS)
 

@@ -114,14 +114,24 @@ def recap(proc: subprocess.CompletedProcess) -> tuple[int, int]:
     return int(changed), int(failed)
 
 
-def create(tmp: Path, node_ports: tuple[int, ...] = (), name: str = DEFAULT_NAME, env: dict | None = None) -> dict:
-    """Start a harness cluster through the stand-in kind; see the module docstring for what it returns."""
+def create(
+    tmp: Path,
+    node_ports: tuple[int, ...] = (),
+    name: str = DEFAULT_NAME,
+    env: dict | None = None,
+    mounts: dict[str, str] | None = None,
+) -> dict:
+    """Start a harness cluster through the stand-in kind; see the module docstring for what it returns.
+
+    ``mounts`` (node path -> host folder) become the node's extraMounts, as the kind role writes them."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = env or environment(tmp)
     host_ports = {port: harness.free_port() for port in node_ports}
     config = tmp / "kind.yaml"
     mappings = [{"containerPort": n, "hostPort": h, "listenAddress": "127.0.0.1"} for n, h in host_ports.items()]
     node = {"role": "control-plane", **({"extraPortMappings": mappings} if mappings else {})}
+    if mounts:
+        node["extraMounts"] = [{"hostPath": host, "containerPath": path} for path, host in mounts.items()]
     config.write_text(
         yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [node]}), encoding="utf-8"
     )

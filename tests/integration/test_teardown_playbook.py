@@ -102,6 +102,41 @@ def test_nothing_exists_no_kind_no_network_is_a_no_op(world):
     assert (changed, failed) == (0, 0), proc.stdout[-3000:]
 
 
+def test_teardown_keeps_the_volumes_and_purge_deletes_them_first_saying_so_but_keeps_the_backups(world):
+    state = world["tmp"] / "state"
+    volume = state / "volumes" / "monitoring" / "kube-prometheus-stack-grafana"
+    volume.mkdir(parents=True)
+    (volume / "grafana.db").write_text("data")
+    # A volume of the Delete class (the git server): not listed.
+    (state / "volumes" / "pvc-1_git-server_git-server-data" / "repo.git").mkdir(parents=True)
+    backup = state / "backups" / "20261128T153000Z"
+    backup.mkdir(parents=True)
+    (backup / "backup.json").write_text("{}")
+    (state / "grafana-admin-password").write_text("x")
+
+    changed, failed, proc = teardown(world)
+    assert (changed, failed) == (0, 0), proc.stdout[-3000:]
+    said = " ".join(proc.stdout.split())
+    assert (
+        f"Kept the data of monitoring/kube-prometheus-stack-grafana in {state}/volumes for the next make bootstrap; "
+        "make purge deletes it." in said
+    )
+    assert (volume / "grafana.db").is_file()
+
+    changed, failed, proc = teardown(world, "-e", "teardown_purge=true")
+    assert failed == 0 and changed > 0, proc.stdout[-3000:]
+    said = " ".join(proc.stdout.split())
+    grafana = "monitoring/kube-prometheus-stack-grafana"
+    warned = said.index(f"make purge deletes the data of {grafana} in {state}/volumes now")
+    assert warned < said.index("TASK [Remove the persisted volumes, caches and the state directory's files")
+    assert f"Kept the backups in {state}/backups" in said
+    assert not (state / "volumes").exists()
+    assert not (state / "grafana-admin-password").exists()
+    assert (backup / "backup.json").is_file()
+    changed, failed, proc = teardown(world, "-e", "teardown_purge=true")
+    assert (changed, failed) == (0, 0), proc.stdout[-3000:]
+
+
 def assert_deleted_offline_then_unchanged(world: dict, ctx: dict) -> None:
     """Teardown deletes the cluster and its kubeconfig without downloading anything; a second run changes nothing."""
     changed, failed, proc = teardown(world)
