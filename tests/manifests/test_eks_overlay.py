@@ -271,6 +271,8 @@ CHARTS = {
     "traefik": ("traefik-41.3.0", "traefik", []),
     "cert-manager": ("cert-manager-v1.21.1", "cert-manager", []),
     "keda": ("keda-2.20.2", "keda", []),
+    "loki": ("loki-18.11.0", "monitoring", ["minio-5.4.0", "rollout-operator-0.51.1"]),
+    "alloy": ("alloy-1.11.1", "monitoring", []),
 }
 
 # APIs the cluster serves when helm-controller installs a release (its dependsOn and infrastructure-crds see to it),

@@ -42,12 +42,8 @@ LOKI_URL = "http://loki.monitoring.svc.cluster.local:3100"
 ALERTMANAGER_URL = "http://kube-prometheus-stack-alertmanager.monitoring.svc.cluster.local:9093"
 EVENTS_JOB = "integrations/kubernetes/eventhandler"
 RETAINED_CLASS = "filewcount-retain"
-# Release -> chart folder in ../shared/charts, namespace, dependencies copied under its charts/ (as packaged).
-CHARTS = {
-    "loki": ("loki-18.11.0", "monitoring", ["minio-5.4.0", "rollout-operator-0.51.1"]),
-    "alloy": ("alloy-1.11.1", "monitoring", []),
-    "kube-prometheus-stack": eks_overlay.CHARTS["kube-prometheus-stack"],
-}
+# The releases rendered here (chart folder, namespace and dependencies in test_eks_overlay.CHARTS).
+CHARTS = {release: eks_overlay.CHARTS[release] for release in ("loki", "alloy", "kube-prometheus-stack")}
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -310,27 +306,6 @@ def test_every_rule_reaches_alertmanager_with_a_severity_and_a_description(tree:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _render(helm: Path, charts: Path, release: str, values: dict[str, Any], work: Path) -> dict[Key, dict[str, Any]]:
-    folder, namespace, dependencies = CHARTS[release]
-    chart = work / folder
-    if not chart.is_dir():
-        shutil.copytree(charts / folder, chart)
-        for dep in dependencies:
-            shutil.copytree(charts / dep, chart / "charts" / dep)
-    values_file = work / f"{release}-values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    argv = [str(helm), "template", release, str(chart), "-n", namespace, "-f", str(values_file)]
-    proc = subprocess.run(
-        [*argv, "--kube-version", f"{validate.KUBERNETES_VERSION}.0"], capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return {
-        (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
-        for d in yaml.safe_load_all(proc.stdout)
-        if d
-    }
-
-
 @pytest.fixture(scope="module")
 def rendered(tree: validate.Tree, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[Key, dict[str, Any]]]:
     helm = eks_overlay._helm()
@@ -339,7 +314,10 @@ def rendered(tree: validate.Tree, tmp_path_factory: pytest.TempPathFactory) -> d
     if helm is None or not all(path.is_dir() for path in needed):
         pytest.skip("the harness's Helm (make testbin) or the chart sources (../shared/charts) are missing")
     work = tmp_path_factory.mktemp("logs-charts")
-    return {release: _render(helm, charts, release, copy.deepcopy(_values(tree, release)), work) for release in CHARTS}
+    return {
+        release: eks_overlay._render(helm, charts, release, copy.deepcopy(_values(tree, release)), work)
+        for release in CHARTS
+    }
 
 
 def _workloads(objects: dict[Key, dict[str, Any]]) -> set[Key]:
