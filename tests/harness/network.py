@@ -20,6 +20,8 @@ Where a connection goes (`route`):
   a NodePort Service, to the host port that kind maps to that node port (`node_ports` in cluster.json, written by
   the stand-in kind), where the node-port stand-ins answer; a Service with neither is refused (503), like a
   Service without ready endpoints;
+- a pod's address (as the API server's service proxy dials an endpoint): as the Service that selects the pod and
+  whose targetPort is that port;
 - any other 127.0.0.1 address (kwok's kubelet port, an ExternalName Service pointing at 127.0.0.1): directly;
 - anything else: refused (403), since this machine has no internet.
 
@@ -90,6 +92,14 @@ def socket_path(root: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"filewcount-harness-{digest}.sock"
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class Router:
     """Decides where a proxied connection goes (see the module docstring)."""
 
@@ -144,12 +154,39 @@ class Router:
                 return body
         return None
 
+    def _pod_service_port(self, host: str, port: int) -> tuple[dict, int] | None:
+        """For a pod's address (kwok gives pods addresses that route nowhere), the Service that selects the pod and
+        whose targetPort is `port`, with that Service port: the API server's service proxy dials an endpoint."""
+        status, pods = self.cluster.request("GET", f"/api/v1/pods?fieldSelector=status.podIP%3D{host}")
+        for pod in (pods.get("items") or []) if status == 200 else []:
+            labels = pod["metadata"].get("labels") or {}
+            named = {
+                p.get("name"): p.get("containerPort")
+                for c in pod["spec"].get("containers") or []
+                for p in c.get("ports") or []
+            }
+            for service in self._service_list():
+                spec = service.get("spec") or {}
+                selector = spec.get("selector") or {}
+                if service["metadata"]["namespace"] != pod["metadata"]["namespace"] or not selector:
+                    continue
+                if any(labels.get(k) != v for k, v in selector.items()):
+                    continue
+                for entry in spec.get("ports") or []:
+                    target = entry.get("targetPort", entry["port"])
+                    if (named.get(target) if isinstance(target, str) else target) == port:
+                        return service, entry["port"]
+        return None
+
     def route(self, host: str, port: int) -> tuple[str, int]:
         service = self._service(host)
         if service is None:
             if host in ("127.0.0.1", "localhost"):
                 return "127.0.0.1", port
-            raise Refused(403, f"the harness has no internet; it does not connect to {host}:{port}")
+            found = self._pod_service_port(host, port) if _is_ip(host) else None
+            if found is None:
+                raise Refused(403, f"the harness has no internet; it does not connect to {host}:{port}")
+            service, port = found
         meta = service["metadata"]
         key = f"{meta['namespace']}/{meta['name']}:{port}"
         backend = self._backends().get(key)

@@ -40,7 +40,9 @@ Differences from a cluster, all because the programs run on the host (but the fi
   by jobs.py, one pass per loop, which sets their status and serves their log when the command ends;
 - cert-manager's programs cannot be built here, so certmanager.py stands in for them (a STAND-IN, not the real
   programs): its webhook behind Deployment cert-manager/cert-manager-webhook, and, while that Deployment of the
-  chart exists, one pass of its cainjector and issuing controller per loop.
+  chart exists, one pass of its cainjector and issuing controller per loop;
+- while prometheus-operator's Deployment exists, prometheus.py's query API stand-in plays the Prometheus it would
+  run, and one pass per loop creates the StatefulSet the operator would make (so Prometheus's pod and claim exist).
 
 State: <cluster>/flux/processes.json (pid and ports per running program), logs in <cluster>/logs/<name>.log.
 """
@@ -505,6 +507,11 @@ class Supervisor:
         if KEDA_OPERATOR in self.deployments:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 self.sync_keda_certificates()
+        if prometheus.OPERATOR in self.deployments:  # the StatefulSet the operator would make (prometheus.py)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                done = prometheus.reconcile_statefulset(self.cluster)
+                if done:
+                    sys.stderr.write(f"workloads: prometheus-operator stand-in {done}\n")
 
     def run(self, interval: float = 1.0) -> None:
         stopping = []
