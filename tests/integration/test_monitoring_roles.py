@@ -291,11 +291,8 @@ def test_failed_release_shows_its_condition(tmp_path):
     failing = Cluster(tmp_path, node_ports=())
     try:
         kind_harness.install_flux(failing.ctx)
-        docs = [
-            d
-            for d in yaml.safe_load_all(failing.kubectl("kustomize", str(ROOT / "kube/infrastructure/controllers")))
-            if d
-        ]
+        # As infrastructure-controllers applies them: the cluster settings' defaults substituted.
+        docs = [d for d in yaml.safe_load_all(harness.tree_manifests(ROOT / "kube/infrastructure/controllers")) if d]
         for doc in docs:
             if doc["kind"] == "HelmRelease" and doc["metadata"]["name"] == "kube-prometheus-stack":
                 doc["spec"]["values"]["grafana"]["service"]["nodePort"] = 99999

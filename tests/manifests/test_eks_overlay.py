@@ -469,3 +469,33 @@ def test_rendered_builtin_objects_validate(rendered: dict[Any, dict[Key, dict[st
             except validate.kubernetes_validate.ValidationError as exc:
                 problems.append(f"{key}: {exc.message}")
     assert problems == []
+
+
+def _volume_classes(tree: validate.Tree) -> dict[str, str]:
+    """The StorageClass each volume of the stack asks for, from the HelmReleases' values."""
+    kps, loki = _values(tree, "kube-prometheus-stack"), _values(tree, "loki")
+    return {
+        "prometheus": kps["prometheus"]["prometheusSpec"]["storageSpec"]["volumeClaimTemplate"]["spec"][
+            "storageClassName"
+        ],
+        "grafana": kps["grafana"]["persistence"]["storageClassName"],
+        "loki": loki["singleBinary"]["persistence"]["storageClass"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("sync_path", "settings", "expected"),
+    [
+        # kind: bootstrap writes filewcount-retain; without the ConfigMap the tree's default is the same.
+        (KIND, {}, "filewcount-retain"),
+        (KIND, {"storage_class": "filewcount-retain"}, "filewcount-retain"),
+        # An existing cluster synced from the kind tree: bootstrap writes the cluster's default class.
+        (KIND, {"storage_class": "standard"}, "standard"),
+        # EKS: always the overlay's gp3, whatever the setting.
+        (EKS, {"storage_class": "gp2"}, "gp3"),
+    ],
+)
+def test_the_volumes_use_the_storage_class_setting(schemas: Path, sync_path: str, settings: dict, expected: str):
+    tree = validate.load_tree(validate.REPO_ROOT, schemas, sync_path, settings=settings)
+    assert _volume_classes(tree) == dict.fromkeys(("prometheus", "grafana", "loki"), expected)
+    assert validate.check_values(tree) == []

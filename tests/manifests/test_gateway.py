@@ -161,7 +161,8 @@ def _references(root: Path) -> set[str]:
 
 def test_the_tree_substitutes_exactly_the_settings_bootstrap_writes() -> None:
     settings = _bootstrap_settings()
-    assert _references(ROOT) == set(settings) == {"gateway_domain", "gateway_issuer", "acme_email"}
+    assert _references(ROOT) == set(settings) == {"gateway_domain", "gateway_issuer", "acme_email", "storage_class"}
+    assert "gitops_storage_class" in settings["storage_class"]
     assert settings["gateway_domain"] == "{{ gitops_gateway_domain }}"
     assert settings["gateway_issuer"] == "{{ gitops_gateway_issuer }}"
     assert settings["acme_email"] == "{{ gitops_acme_email }}"
