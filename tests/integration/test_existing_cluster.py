@@ -261,8 +261,17 @@ def test_existing_cluster_bootstrap_rerun_check_status_teardown(tmp_path):
 
         # The domain, written before Flux's first sync, is in every name of the front door; another domain on a
         # re-run rewrites the ConfigMap alone, and Flux follows at once.
-        written = {"gateway_domain": "staging.test", "gateway_issuer": "filewcount-ca", "acme_email": ""}
+        # storage_class: the cluster's default StorageClass, as preflight found it (the harness's kind-like `standard`),
+        # so the volumes use the user's class, not kind's retained one.
+        written = {
+            "gateway_domain": "staging.test",
+            "gateway_issuer": "filewcount-ca",
+            "acme_email": "",
+            "storage_class": "standard",
+        }
         assert settings(admin) == written
+        claim = harness.kubectl(admin, "get", "pvc", "-n", "monitoring", "kube-prometheus-stack-grafana", "-o", "json")
+        assert json.loads(claim.stdout)["spec"]["storageClassName"] == "standard"
         assert front_door_names(admin) == expected_names("staging.test")
         since = audit.mark(state.audit_log)
         moved = playbook(env, "bootstrap.yml", {**extra, "gitops_gateway_domain": "apps.test"})
