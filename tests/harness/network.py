@@ -186,7 +186,7 @@ class Router:
             found = self._pod_service_port(host, port) if _is_ip(host) else None
             if found is None:
                 raise Refused(403, f"the harness has no internet; it does not connect to {host}:{port}")
-            service, port = found
+            service, port = found[0], found[1]
         meta = service["metadata"]
         key = f"{meta['namespace']}/{meta['name']}:{port}"
         backend = self._backends().get(key)
