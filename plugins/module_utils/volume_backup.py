@@ -115,13 +115,13 @@ def _copy(src: Path, dst: Path, action: str) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ backup
 def plan_backup(data_dir: Path, backups: Path, name: str, prometheus: Prometheus) -> dict[str, Any]:
-    """What a backup named ``name`` would do: ``exists`` when it is already complete (nothing to do), else the folders
-    to copy and whether Prometheus's TSDB is among them (then a snapshot is needed)."""
+    """What a backup named ``name`` would do: ``exists`` when it is already complete (nothing to do; its ``manifest``
+    comes along), else the folders to copy and whether Prometheus's TSDB is among them (then a snapshot is needed)."""
     if not name or "/" in name or name.startswith("."):
         raise BackupError(f"The backup name {name!r} is not a folder name: use letters, digits, '-', '_' or '.'.")
     target = backups / name
     if (target / MANIFEST).is_file():
-        return {"exists": True, "path": str(target), "folders": load_manifest(target)["folders"]}
+        return {"exists": True, "path": str(target), "manifest": load_manifest(target)}
     if target.exists():
         raise BackupError(f"{target} exists but is not a backup (it has no {MANIFEST}): choose another name.")
     folders = volume_folders(data_dir)
@@ -161,8 +161,12 @@ def take_snapshot(kubeconfig: str | None, context: str | None, prometheus: Prome
     return snapshot_name(status, body, prometheus)
 
 
+def _text(body: Any) -> str:
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+
+
 def snapshot_refused(status: int, body: Any, prometheus: Prometheus) -> BackupError:
-    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    text = _text(body)
     if "admin APIs disabled" in text:
         return BackupError(
             "Prometheus refused the snapshot because its admin API is off: sync the tree (make sync), whose "
@@ -178,7 +182,7 @@ def snapshot_refused(status: int, body: Any, prometheus: Prometheus) -> BackupEr
 
 def snapshot_name(status: int, body: Any, prometheus: Prometheus) -> str:
     """The name in Prometheus's answer ``{"status": "success", "data": {"name": ...}}``."""
-    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    text = _text(body)
     try:
         answer = json.loads(text)
     except ValueError:
@@ -335,7 +339,7 @@ def run_backup(
     """Back up into ``<backups>/<name>``; (changed, result). ``snapshot`` takes the Prometheus snapshot."""
     plan = plan_backup(data_dir, backups, name, prometheus)
     if plan["exists"]:
-        return False, {"path": plan["path"], "backup": summary(load_manifest(Path(plan["path"])))}
+        return False, {"path": plan["path"], "backup": summary(plan["manifest"])}
     if check_mode:
         return True, {"path": plan["path"], "folders": plan["folders"]}
     taken = snapshot() if plan["snapshot"] else None

@@ -113,19 +113,15 @@ data_dir:
   type: str
 """
 
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.filewcount.gitops.plugins.module_utils import volume_backup as vb  # noqa: E402
 
-PROMETHEUS_OPTIONS = dict(
-    namespace=dict(type="str", default="monitoring"),
-    service=dict(type="str", default="kube-prometheus-stack-prometheus"),
-    port=dict(type="str", default="http-web"),
-    claim=dict(type="str", default=vb.Prometheus.claim),
-    sub_path=dict(type="str", default="prometheus-db"),
-)
+# The suboptions of ``prometheus``, with the defaults of vb.Prometheus (the documentation above repeats them).
+PROMETHEUS_OPTIONS = {f.name: dict(type="str", default=f.default) for f in dataclasses.fields(vb.Prometheus)}
 
 
 def main():
