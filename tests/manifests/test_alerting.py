@@ -22,23 +22,13 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
-import cluster as harness
 import test_eks_overlay as eks_overlay
 import validate
 
 ROOT = validate.REPO_ROOT
 DOC = ROOT / "docs" / "alerting.md"
 SECRET = ("Secret", "monitoring", "alertmanager-kube-prometheus-stack-alertmanager")
-
-
-@pytest.fixture(scope="module")
-def amtool() -> Path:
-    try:
-        return harness.binary("amtool")
-    except harness.HarnessError as exc:
-        pytest.skip(f"the harness's amtool is not built: {exc}")
 
 
 @pytest.fixture(scope="module", params=["kube/clusters/kind", "kube/clusters/eks"])

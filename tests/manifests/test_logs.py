@@ -389,15 +389,16 @@ def test_rendered_alloy_is_one_deployment_that_may_read_pod_logs_and_events(
         ),
     ],
 )
-def test_the_loki_alerts_are_routed_to_the_inbox(
-    tree: validate.Tree, rendered: dict[str, dict[Key, Any]], tmp_path: Path, alert: str, labels: list[str]
+def test_the_loki_alerts_are_routed_to_the_inbox(  # noqa: PLR0917 - pytest fixtures and parameters
+    tree: validate.Tree,
+    rendered: dict[str, dict[Key, Any]],
+    amtool: Path,
+    tmp_path: Path,
+    alert: str,
+    labels: list[str],
 ) -> None:
     """Where Alertmanager sends each Loki alert (its rule's labels and its `by` labels), asked of the real amtool with
     the configuration Helm renders from the tree's kube-prometheus-stack values (test_alerting.py checks that one)."""
-    try:
-        amtool = alerting.harness.binary("amtool")
-    except alerting.harness.HarnessError as exc:
-        pytest.skip(f"the harness's amtool is not built: {exc}")
     secret = rendered["kube-prometheus-stack"][alerting.SECRET]
     config = tmp_path / "alertmanager.yaml"
     config.write_bytes(base64.b64decode(secret["data"]["alertmanager.yaml"]))

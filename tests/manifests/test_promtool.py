@@ -50,14 +50,6 @@ CLUSTER_ALERTS = {
 
 
 @pytest.fixture(scope="module")
-def promtool() -> Path:
-    try:
-        return harness.binary("promtool")
-    except harness.HarnessError as exc:
-        pytest.skip(f"the harness's promtool is not built: {exc}")
-
-
-@pytest.fixture(scope="module")
 def trees(schemas: Path) -> dict[str, validate.Tree]:
     return {sync_path: validate.load_tree(ROOT, schemas, sync_path) for sync_path in TREES}
 
