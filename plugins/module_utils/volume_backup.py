@@ -201,7 +201,9 @@ def write_backup(
     The snapshot is removed from Prometheus's volume once copied, so snapshots never pile up there."""
     target, partial = backups / name, backups / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)  # what a failed run left
-    partial.mkdir(parents=True)
+    # 0700: a backup holds Grafana's database (users, password hashes, sessions), readable by this user alone.
+    backups.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial.mkdir(mode=0o700)
     snapshot_dir = None
     for folder in folders:
         if folder == prometheus.folder:

@@ -90,6 +90,8 @@ def test_backup_copies_grafana_and_loki_and_prometheus_as_its_snapshot(data: Pat
     # The snapshot does not stay in Prometheus's volume, and no partial folder is left.
     assert not any((data / PROM.folder / PROM.sub_path / "snapshots").iterdir())
     assert [p.name for p in (tmp_path / "backups").iterdir()] == ["b1"]
+    # Only this user may read a backup: it holds Grafana's database.
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
 
 
 def test_a_backup_that_exists_is_left_alone(data: Path, tmp_path: Path) -> None:
